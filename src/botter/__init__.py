@@ -1,0 +1,3 @@
+"""botter: paid access to Telegram channels and groups, sold for Telegram Stars."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from botter.cli import app
+
+app()
