@@ -167,8 +167,13 @@ class Control:
             raise ControlError(404, f"no user or bot with id {user_id}")
         if user.id == chat.owner_id:
             raise ControlError(400, "the owner is already the chat's creator")
+        rights = body.values.get("rights", {})
+        if not isinstance(rights, dict) or not all(
+            isinstance(value, bool) for value in rights.values()
+        ):
+            raise ControlError(400, '"rights" must map admin rights to true or false')
         owner = self.world.users[chat.owner_id]
-        self.sandbox.change_member(chat, user, "administrator", actor=owner)
+        self.sandbox.change_member(chat, user, "administrator", actor=owner, rights=rights)
         return {"ok": True}
 
     async def create_owner_link(self, request: Request) -> dict[str, Any]:
@@ -408,7 +413,8 @@ class Control:
         error_code = body.integer("error_code")
         if not 400 <= error_code <= 599:
             raise ControlError(400, '"error_code" must be an HTTP error status (400-599)')
-        times = body.opt_integer("times") or 1
+        times = body.opt_integer("times")
+        times = 1 if times is None else times
         if times < 1:
             raise ControlError(400, '"times" must be at least 1')
         bot_id = body.opt_integer("bot_id")

@@ -146,13 +146,14 @@ class Sandbox:
         invite_link: InviteLink | None = None,
         via_join_request: bool = False,
         until_date: int = 0,
+        rights: dict[str, bool] | None = None,
     ) -> None:
         """Move a user to a new status and tell the bots that watch the chat."""
         at = now_s()
         old = chat.members.get(user.id)
         old_api = chat_member_api(chat, user, old, at)
-        rights = full_rights(chat) if status == "administrator" else {}
-        new = Membership(user_id=user.id, status=status, rights=rights, until_date=until_date)
+        granted = full_rights(chat) | (rights or {}) if status == "administrator" else {}
+        new = Membership(user_id=user.id, status=status, rights=granted, until_date=until_date)
         chat.members[user.id] = new
         if old is not None and old.effective_status(at) == status and status != "administrator":
             return

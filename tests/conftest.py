@@ -1,0 +1,56 @@
+"""Fixtures shared by every test: real processes on loopback ports."""
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def start_sandbox(*extra: str) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    command = [sys.executable, "-m", "botter", "sandbox", "--port", str(port), *extra]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(f"{url}/sandbox/health", process)
+    return url, process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """One sandbox per test worker, with Telegram's default budgets and deadlines."""
+    url, process = start_sandbox("--webhook-retry-max", "2")
+    yield url
+    stop(process)
