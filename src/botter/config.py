@@ -1,0 +1,97 @@
+"""All of botter's settings, read from the environment (and a .env file)."""
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from botter.errors import BotterError
+
+TELEGRAM_API_URL = "https://api.telegram.org"
+
+
+class SettingsError(BotterError):
+    """Settings that cannot work; the message is one line naming the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    telegram_api_url: str = TELEGRAM_API_URL
+    public_url: str | None = None
+    port: int = Field(3000, ge=1, le=65535)
+    botter_data_dir: Path = Path(".botter")
+    # Newest first: the first key encrypts and signs, every key decrypts and verifies.
+    botter_secret_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_body_limit_bytes: int = Field(1024 * 1024, ge=1024)
+    db_pool_size: int = Field(10, ge=1, le=500)
+    invite_link_ttl_s: int = Field(24 * 3600, ge=60)
+    default_reminder_offsets: Annotated[tuple[int, ...], NoDecode] = (3 * 86400, 86400)
+    sweep_interval_s: float = Field(5.0, gt=0)
+
+    @field_validator("botter_secret_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("botter_secret_keys")
+    @classmethod
+    def _long_enough(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(key) < 32 for key in keys):
+            raise ValueError("each key must be at least 32 characters")
+        return keys
+
+    @field_validator("default_reminder_offsets", mode="before")
+    @classmethod
+    def _parse_offsets(cls, value: object) -> object:
+        if isinstance(value, str):
+            from botter.durations import parse_duration_s
+
+            return tuple(parse_duration_s(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://", "postgresql+")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @cached_property
+    def uses_sandbox(self) -> bool:
+        return self.telegram_api_url != TELEGRAM_API_URL
+
+    def keys_or_generated(self) -> tuple[str, ...]:
+        """The secret keys; in local mode, generated once into the data dir."""
+        if self.botter_secret_keys:
+            return self.botter_secret_keys
+        key_file = self.botter_data_dir / "secret.key"
+        if not key_file.exists():
+            self.botter_data_dir.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return (key_file.read_text().strip(),)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; any invalid value fails with one line that names it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]).upper() or "settings"
+        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
