@@ -31,15 +31,24 @@ def stars(tg: Telegram, user_id: int) -> int:
     return int(tg.look(f"/users/{user_id}")["stars"])
 
 
+def next_pre_checkout_query(world: World) -> dict[str, Any]:
+    """Poll until the pre_checkout_query arrives; earlier updates stay unconfirmed."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for update in world.tg.updates(world.token, timeout=1):
+            if "pre_checkout_query" in update:
+                return update
+        time.sleep(0.02)
+    raise AssertionError("no pre_checkout_query arrived")
+
+
 def pay_while_answering(
     world: World, body: dict[str, Any], ok: bool = True, error_message: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pay as the user while the bot answers the pre_checkout_query; both results."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         paying = pool.submit(world.tg.control, f"/users/{world.user_id}/pay", body)
-        update = next(
-            u for u in world.tg.updates(world.token, timeout=5) if "pre_checkout_query" in u
-        )
+        update = next_pre_checkout_query(world)
         query = update["pre_checkout_query"]
         answer: dict[str, Any] = {"pre_checkout_query_id": query["id"], "ok": ok}
         if error_message:
