@@ -74,3 +74,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = server.start()
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_url: str) -> str:
+    """The test PostgreSQL with botter's schema migrated to head."""
+    from botter.db.migrate import upgrade
+
+    upgrade(postgres_url)
+    return postgres_url
