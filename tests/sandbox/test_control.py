@@ -89,3 +89,10 @@ def test_owner_link_is_plain(tg: Telegram) -> None:
     link = tg.control(f"/chats/{chat_id}/links")["invite_link"]
     joined = [tg.control(f"/users/{tg.user()}/join", {"invite_link": link}) for _ in range(3)]
     assert joined == [{"status": "member"}] * 3
+
+
+def test_admin_rights_must_be_known(tg: Telegram) -> None:
+    bot = tg.bot(unique("rights") + "_bot")
+    chat_id = tg.channel(tg.user("Olga"), kind="supergroup")
+    body = {"user_id": bot["id"], "rights": {"can_fly": True}}
+    assert "can_fly" in tg.control(f"/chats/{chat_id}/admins", body, status=400)["error"]

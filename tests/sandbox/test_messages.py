@@ -50,6 +50,10 @@ def test_unknown_user_is_chat_not_found(world: World) -> None:
 
 def test_empty_and_overlong_text(world: World) -> None:
     world.tg.start(world.user_id, world.bot_id)
+    assert world.tg.error(world.token, "sendMessage", chat_id=world.user_id) == (
+        400,
+        'Bad Request: parameter "text" is required',
+    )
     assert world.tg.error(world.token, "sendMessage", chat_id=world.user_id, text=" ") == (
         400,
         "Bad Request: message text is empty",

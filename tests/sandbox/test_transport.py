@@ -76,3 +76,9 @@ def test_sandbox_survives_garbage(tg: Telegram) -> None:
     for path in ("/bot/", "/botx/y/z", "/sandbox/nothing", "/%ff%fe"):
         assert tg.http.post(path, content=b"\xff\x00").status_code in {400, 401, 404, 405}
     assert httpx.get(f"{tg.url}/sandbox/health").json() == {"ok": True}
+
+
+def test_wrong_verb_on_the_bot_api_keeps_telegrams_envelope(world: World) -> None:
+    response = world.tg.http.put(f"/bot{world.token}/getMe")
+    assert response.status_code == 405
+    assert response.json()["ok"] is False

@@ -85,7 +85,9 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
-    return json_response({"error": f"{request.method} is not allowed here"}, 405)
+    if request.url.path.startswith("/sandbox"):
+        return json_response({"error": f"{request.method} is not allowed here"}, 405)
+    return json_response(BotApiError(405, "Method Not Allowed").envelope(), 405)
 
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:

@@ -10,6 +10,7 @@ from starlette.routing import Route
 from botter.sandbox.core import Sandbox
 from botter.sandbox.errors import ControlError
 from botter.sandbox.faults import Fault
+from botter.sandbox.members import full_rights
 from botter.sandbox.methods.messages import command_entities
 from botter.sandbox.methods.payments import pay
 from botter.sandbox.world import (
@@ -168,10 +169,16 @@ class Control:
         if user.id == chat.owner_id:
             raise ControlError(400, "the owner is already the chat's creator")
         rights = body.values.get("rights", {})
+        known = full_rights(chat)
         if not isinstance(rights, dict) or not all(
             isinstance(value, bool) for value in rights.values()
         ):
             raise ControlError(400, '"rights" must map admin rights to true or false')
+        unknown = sorted(set(rights) - set(known))
+        if unknown:
+            raise ControlError(
+                400, f"unknown admin rights for a {chat.type}: {', '.join(unknown)}"
+            )
         owner = self.world.users[chat.owner_id]
         self.sandbox.change_member(chat, user, "administrator", actor=owner, rights=rights)
         return {"ok": True}

@@ -42,6 +42,8 @@ def command_entities(text: str) -> list[dict[str, Any]] | None:
 
 def message_text(call: Call) -> str:
     text = call.params.opt_string("text")
+    if "text" not in call.params.raw:
+        raise bad_request('parameter "text" is required')
     if text is None or not text.strip():
         raise bad_request("message text is empty")
     if len(text) > MAX_TEXT_LENGTH:
