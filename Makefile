@@ -23,16 +23,16 @@ sandbox: $(STAMP)
 	$(BIN)/botter sandbox
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests $(wildcard bench)
+	$(BIN)/ruff check --fix src tests $(wildcard bench)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
