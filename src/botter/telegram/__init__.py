@@ -1,0 +1,1 @@
+"""The outbound Bot API client layer: one client, pacing, typed errors."""
