@@ -1,10 +1,71 @@
-"""The `botter` command line."""
+"""The `botter` command line. Every command takes --json and then prints one JSON value."""
 
-from typing import Annotated
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
+import orjson
 import typer
 
+from botter.config import SettingsError, load_settings
+from botter.errors import BotterError
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+bot_app = typer.Typer(no_args_is_help=True, help="Connect Telegram bots.")
+chat_app = typer.Typer(no_args_is_help=True, help="Put channels and groups under the paywall.")
+plan_app = typer.Typer(no_args_is_help=True, help="Define what is sold.")
+subscriptions_app = typer.Typer(no_args_is_help=True, help="Who has access.")
+payments_app = typer.Typer(no_args_is_help=True, help="The payments ledger.")
+app.add_typer(bot_app, name="bot")
+app.add_typer(chat_app, name="chat")
+app.add_typer(plan_app, name="plan")
+app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(payments_app, name="payments")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
+T = TypeVar("T")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"botter: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def emit(value: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(value).decode() + "\n")
+        return
+    rows = value if isinstance(value, list) else [value]
+    if not rows:
+        typer.echo("(none)")
+    for row in rows:
+        typer.echo("  ".join(f"{key}={item}" for key, item in row.items()))
+
+
+def with_runtime(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(runtime)` against the configured or embedded engines."""
+    from botter.engines import resolve_engines
+    from botter.runtime import Runtime
+
+    async def main() -> T:
+        runtime = Runtime.start(engines.settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        engines = resolve_engines(load_settings())
+    except (SettingsError, BotterError) as error:
+        fail(str(error))
+    try:
+        return asyncio.run(main())
+    except BotterError as error:
+        fail(str(error))
+        raise
+    finally:
+        engines.stop_started()
 
 
 @app.callback()
@@ -38,3 +99,146 @@ def sandbox(
     )
     typer.echo(f"sandbox: Bot API and control API on http://{host}:{port}")
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def migrate(as_json: JsonOption = False) -> None:
+    """Bring the database schema up to date."""
+    from botter.db.migrate import upgrade
+    from botter.engines import resolve_engines
+
+    try:
+        engines = resolve_engines(load_settings())
+    except (SettingsError, BotterError) as error:
+        fail(str(error))
+    try:
+        upgrade(engines.settings.database_url or "")
+    finally:
+        engines.stop_started()
+    emit({"migrated": True}, as_json)
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Port (default: PORT or 3000).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+) -> None:
+    """Run the web service: webhooks, health, metrics."""
+    from botter.local import serve_forever
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        fail(str(error))
+    asyncio.run(serve_forever(settings, host, port or settings.port))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: processes updates and jobs; one worker also runs the scheduler."""
+    from botter.local import work_forever
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        fail(str(error))
+    asyncio.run(work_forever(settings))
+
+
+@app.command()
+def run(
+    port: Annotated[int | None, typer.Option(help="Port of the web service.")] = None,
+    sandbox: Annotated[
+        bool | None,
+        typer.Option(
+            "--sandbox/--no-sandbox",
+            help="Run the Telegram sandbox (default: when no TELEGRAM_API_URL is configured).",
+        ),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option(help="Seed a demo creator, bot, channel and plan in the sandbox.")
+    ] = True,
+) -> None:
+    """Everything in one process: embedded engines, sandbox, web service and worker."""
+    from botter.local import run_all
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        fail(str(error))
+    use_sandbox = (not settings.uses_sandbox) if sandbox is None else sandbox
+    asyncio.run(run_all(settings, port or settings.port, use_sandbox, demo))
+
+
+@bot_app.command("add")
+def bot_add(
+    token: Annotated[str, typer.Option(help="The token @BotFather gave you.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Connect a bot: sets its webhook (with PUBLIC_URL) or prepares polling."""
+    from botter import admin
+
+    emit(with_runtime(lambda runtime: admin.add_bot(runtime, token)), as_json)
+
+
+@chat_app.command("add")
+def chat_add(
+    bot: Annotated[int, typer.Option(help="The bot's id.")],
+    chat_id: Annotated[int, typer.Option("--chat-id", help="The channel or group id.")],
+    join_request: Annotated[
+        bool, typer.Option(help="Admit by approving join requests instead of one-time links.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a chat under the paywall; the bot must be its admin with invite and ban rights."""
+    from botter import admin
+
+    join_by = "join_request" if join_request else "invite_link"
+    emit(with_runtime(lambda runtime: admin.add_chat(runtime, bot, chat_id, join_by)), as_json)
+
+
+@plan_app.command("add")
+def plan_add(
+    bot: Annotated[int, typer.Option(help="The bot's id.")],
+    chat: Annotated[list[int], typer.Option(help="A chat id the plan grants (repeatable).")],
+    title: Annotated[str, typer.Option(help="Shown on the button and the invoice.")],
+    stars: Annotated[int, typer.Option(help="Price in Telegram Stars.")],
+    period: Annotated[str, typer.Option(help="Access length, like 90s, 12h or 30d.")],
+    remind: Annotated[str, typer.Option(help="Reminders before expiry, like 3d,1d.")] = "3d,1d",
+    as_json: JsonOption = False,
+) -> None:
+    """Sell access to one or more chats for a price and a period."""
+    from botter import admin
+    from botter.durations import DurationError, parse_duration_s
+
+    try:
+        period_s = parse_duration_s(period)
+        offsets = [parse_duration_s(part) for part in remind.split(",") if part.strip()]
+    except DurationError as error:
+        fail(str(error))
+    emit(
+        with_runtime(
+            lambda runtime: admin.add_plan(runtime, bot, chat, title, stars, period_s, offsets)
+        ),
+        as_json,
+    )
+
+
+@subscriptions_app.command("list")
+def subscriptions_list(
+    bot: Annotated[int, typer.Option(help="The bot's id.")], as_json: JsonOption = False
+) -> None:
+    """Every grant of the bot's chats, active or expired."""
+    from botter import admin
+
+    emit(with_runtime(lambda runtime: admin.list_subscriptions(runtime, bot)), as_json)
+
+
+@payments_app.command("list")
+def payments_list(
+    bot: Annotated[int, typer.Option(help="The bot's id.")], as_json: JsonOption = False
+) -> None:
+    """The bot's payments, oldest first."""
+    from botter import admin
+
+    emit(with_runtime(lambda runtime: admin.list_payments(runtime, bot)), as_json)

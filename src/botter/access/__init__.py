@@ -1,0 +1,1 @@
+"""Who may be in which chat, until when: grants, invite links, enforcement, reminders."""

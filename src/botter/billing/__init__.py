@@ -1,0 +1,1 @@
+"""Plans, orders and the payments ledger."""

@@ -1,0 +1,1 @@
+"""The job queue in PostgreSQL and the jobs that call Telegram."""

@@ -1,0 +1,72 @@
+"""What a running process shares: settings, the database, Redis, keys, the Telegram client."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from botter.config import Settings
+from botter.crypto import Keyring
+from botter.db.engine import make_engine
+from botter.db.schema import bots
+from botter.errors import BotterError
+from botter.telegram.client import TelegramClient
+from botter.telegram.pacing import Pacer
+
+
+class UnknownBot(BotterError):
+    def __init__(self, bot_id: int) -> None:
+        super().__init__(f"bot {bot_id} is not registered")
+        self.bot_id = bot_id
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    keyring: Keyring
+    telegram: TelegramClient
+    _tokens: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Runtime":
+        if not settings.database_url or not settings.redis_url:
+            raise BotterError("DATABASE_URL and REDIS_URL must be resolved before starting")
+        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        return cls(
+            settings=settings,
+            engine=make_engine(settings.database_url, settings.db_pool_size),
+            redis=redis,
+            keyring=Keyring(settings.keys_or_generated()),
+            telegram=TelegramClient(settings.telegram_api_url, Pacer(redis)),
+        )
+
+    async def close(self) -> None:
+        await self.telegram.aclose()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def token(self, conn: AsyncConnection, bot_id: int) -> str:
+        """The bot's token, decrypted once per process."""
+        if bot_id not in self._tokens:
+            row = (
+                await conn.execute(select(bots.c.token_ciphertext).where(bots.c.id == bot_id))
+            ).first()
+            if row is None:
+                raise UnknownBot(bot_id)
+            self._tokens[bot_id] = self.keyring.decrypt(row.token_ciphertext)
+        return self._tokens[bot_id]
+
+    def forget_token(self, bot_id: int) -> None:
+        self._tokens.pop(bot_id, None)
+
+
+def button(text: str, callback_data: str) -> dict[str, Any]:
+    return {"text": text, "callback_data": callback_data}
+
+
+def keyboard(*rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"inline_keyboard": list(rows)}

@@ -1,0 +1,206 @@
+"""What subscribers can do in a creator's bot, as aiogram handlers.
+
+Handlers run inside the transaction that marks their update done: they change state and
+enqueue jobs for everything that calls Telegram, except the pre-checkout answer, which
+has a 10 s deadline and is answered directly.
+"""
+
+import logging
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.types import (
+    CallbackQuery,
+    ChatJoinRequest,
+    ChatMemberUpdated,
+    Message,
+    PreCheckoutQuery,
+)
+
+from botter.access import service as access
+from botter.access.decisions import has_access, joined
+from botter.billing import service as billing
+from botter.billing.payload import order_id_of
+from botter.runtime import button, keyboard
+from botter.telegram import texts
+from botter.telegram.context import UpdateContext
+
+logger = logging.getLogger("botter.telegram.handlers")
+router = Router(name="botter.subscribers")
+
+PLAN_PREFIX = "plan:"
+
+
+async def offer_plans(ctx: UpdateContext, chat_id: int) -> None:
+    plans = await billing.active_plans(ctx.conn, ctx.bot_id)
+    if not plans:
+        await ctx.send(chat_id, texts.NO_PLANS)
+        return
+    rows = [
+        [button(texts.plan_button(p.title, p.price_stars, p.period_s), f"{PLAN_PREFIX}{p.id}")]
+        for p in plans
+    ]
+    await ctx.send(chat_id, texts.CHOOSE_PLAN, keyboard(*rows))
+
+
+async def remember(ctx: UpdateContext, message: Message) -> int:
+    assert message.from_user is not None
+    user = message.from_user.model_dump(exclude_none=True)
+    return await access.upsert_subscriber(ctx.conn, ctx.creator_id, ctx.bot_id, user)
+
+
+@router.message(CommandStart())
+async def on_start(message: Message, ctx: UpdateContext) -> None:
+    await remember(ctx, message)
+    await offer_plans(ctx, message.chat.id)
+
+
+@router.message(Command("renew"))
+async def on_renew(message: Message, ctx: UpdateContext) -> None:
+    await remember(ctx, message)
+    await offer_plans(ctx, message.chat.id)
+
+
+@router.message(Command("status"))
+async def on_status(message: Message, ctx: UpdateContext) -> None:
+    assert message.from_user is not None
+    grants = await access.subscriber_grants(ctx.conn, ctx.bot_id, message.from_user.id)
+    if not grants:
+        await ctx.send(message.chat.id, texts.NO_ACCESS)
+        return
+    now = access.utcnow()
+    lines = [texts.status_line(title, until, has_access(until, now)) for title, until in grants]
+    await ctx.send(message.chat.id, "\n".join(lines))
+
+
+@router.message(Command("terms"))
+async def on_terms(message: Message, ctx: UpdateContext) -> None:
+    await ctx.send(message.chat.id, texts.DEFAULT_TERMS)
+
+
+@router.message(Command("paysupport"))
+async def on_paysupport(message: Message, ctx: UpdateContext) -> None:
+    await ctx.send(message.chat.id, texts.DEFAULT_SUPPORT)
+
+
+@router.callback_query(F.data.startswith(PLAN_PREFIX))
+async def on_plan_chosen(query: CallbackQuery, ctx: UpdateContext) -> None:
+    await ctx.job(
+        "answer_callback", {"bot_id": ctx.bot_id, "callback_query_id": query.id}, priority=0
+    )
+    plan_id = (query.data or "").removeprefix(PLAN_PREFIX)
+    plan = (
+        await billing.plan_of_bot(ctx.conn, ctx.bot_id, int(plan_id))
+        if plan_id.isdigit()
+        else None
+    )
+    if plan is None or not plan.active:
+        await ctx.send(query.from_user.id, texts.PLAN_GONE)
+        return
+    user = query.from_user.model_dump(exclude_none=True)
+    subscriber_id = await access.upsert_subscriber(ctx.conn, ctx.creator_id, ctx.bot_id, user)
+    order_id = await billing.create_order(ctx.conn, plan, subscriber_id)
+    await ctx.job(
+        "send_invoice",
+        {"bot_id": ctx.bot_id, "chat_id": query.from_user.id, "order_id": order_id},
+        priority=0,
+    )
+
+
+@router.pre_checkout_query()
+async def on_pre_checkout(query: PreCheckoutQuery, ctx: UpdateContext) -> None:
+    order_id = order_id_of(query.invoice_payload, ctx.runtime.keyring)
+    problem = await billing.checkout_problem(
+        ctx.conn, ctx.bot_id, order_id, query.total_amount, query.currency
+    )
+    token = await ctx.token()
+    await ctx.runtime.telegram.answer_pre_checkout_query(
+        token, query.id, ok=problem is None, error_message=problem
+    )
+    logger.info("payment.pre_checkout bot_id=%s order_id=%s ok=%s", ctx.bot_id, order_id,
+                problem is None)  # fmt: skip
+
+
+@router.message(F.successful_payment)
+async def on_successful_payment(message: Message, ctx: UpdateContext) -> None:
+    payment = message.successful_payment
+    assert payment is not None
+    assert message.from_user is not None
+    subscriber_id = await remember(ctx, message)
+    order_id = order_id_of(payment.invoice_payload, ctx.runtime.keyring)
+    order = await billing.order_of_bot(ctx.conn, ctx.bot_id, order_id) if order_id else None
+    recorded = await billing.record_payment(
+        ctx.conn,
+        creator_id=ctx.creator_id,
+        bot_id=ctx.bot_id,
+        subscriber_id=subscriber_id,
+        order=order,
+        successful_payment=payment.model_dump(exclude_none=True),
+    )
+    if recorded is None:
+        logger.info("payment.duplicate bot_id=%s update_id=%s", ctx.bot_id, ctx.update_id)
+        return
+    logger.info("payment.recorded bot_id=%s payment_id=%s order_id=%s", ctx.bot_id,
+                recorded.id, order_id)  # fmt: skip
+    if not recorded.matches_order or order is None:
+        await refund_unmatched(ctx, message.from_user.id, payment.telegram_payment_charge_id,
+                               recorded.id)  # fmt: skip
+        return
+    await access.grant_for_order(ctx.conn, order, message.from_user.id, recorded.id)
+
+
+async def refund_unmatched(
+    ctx: UpdateContext, user_id: int, charge_id: str, payment_id: int
+) -> None:
+    """Money that matches no order goes back: granting it could give away the wrong plan."""
+    await access.report_problem(
+        ctx.conn, ctx.creator_id, ctx.bot_id, "payment.mismatch",
+        f"payment {payment_id} matched no order and is being refunded",
+    )  # fmt: skip
+    await ctx.job(
+        "refund",
+        {
+            "bot_id": ctx.bot_id,
+            "user_id": user_id,
+            "charge_id": charge_id,
+            "payment_id": payment_id,
+        },
+        priority=0,
+    )
+
+
+@router.chat_member()
+async def on_chat_member(event: ChatMemberUpdated, ctx: UpdateContext) -> None:
+    chat = await access.managed_chat(ctx.conn, ctx.bot_id, event.chat.id)
+    user = event.new_chat_member.user
+    if chat is None or user.is_bot:
+        return
+    new_status = event.new_chat_member.status
+    await access.record_member(ctx.conn, chat, user.id, new_status)
+    if joined(event.old_chat_member.status, new_status):
+        await ctx.job(
+            "enforce", {"managed_chat_id": chat.id, "user_id": user.id, "reason": "joined"}
+        )
+    await access.audit(
+        ctx.conn, ctx.creator_id, "member.changed", managed_chat_id=chat.id,
+        user_id=user.id, old=event.old_chat_member.status, new=new_status,
+    )  # fmt: skip
+
+
+@router.chat_join_request()
+async def on_join_request(request: ChatJoinRequest, ctx: UpdateContext) -> None:
+    chat = await access.managed_chat(ctx.conn, ctx.bot_id, request.chat.id)
+    if chat is None:
+        return
+    await ctx.job(
+        "answer_join_request",
+        {"managed_chat_id": chat.id, "user_id": request.from_user.id,
+         "user_chat_id": request.user_chat_id},
+        priority=0,
+    )  # fmt: skip
+
+
+@router.my_chat_member(F.chat.type == "private")
+async def on_bot_blocked_or_restarted(event: ChatMemberUpdated, ctx: UpdateContext) -> None:
+    blocked = event.new_chat_member.status == "kicked"
+    await access.set_bot_blocked(ctx.conn, ctx.bot_id, event.chat.id, blocked)

@@ -1,0 +1,116 @@
+"""The stateless web service: the webhook ingest path, health endpoints and metrics."""
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from botter.config import Settings, SettingsError
+from botter.crypto import Keyring
+from botter.db.engine import libpq_url
+from botter.metrics import HTTP_REQUEST_DURATION_SECONDS
+from botter.web.health import Readiness, health, metrics
+from botter.web.ingest import BotSecrets, IngestBatcher, Pool, WebhookIngest
+
+log = logging.getLogger("botter.web")
+
+# How long a request waits for a free connection before it is answered 503.
+POOL_TIMEOUT_S: Final = 2.0
+CONNECT_TIMEOUT_S: Final = 5
+REDIS_TIMEOUT_S: Final = 1.0
+APPLICATION_NAME: Final = "botter-web"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RequestTimer:
+    """Observes every HTTP answer by route template (never the raw path), method, status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_s = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_REQUEST_DURATION_SECONDS.labels(route, method, str(status)).observe(
+                time.perf_counter() - started_s
+            )
+
+
+def _pool(database_url: str, size: int) -> Pool:
+    return AsyncConnectionPool(
+        libpq_url(database_url),
+        min_size=size,
+        max_size=size,
+        # Autocommit: each ingest batch is one statement and one round trip.
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "application_name": APPLICATION_NAME,
+        },
+        timeout=POOL_TIMEOUT_S,
+        name=APPLICATION_NAME,
+        open=False,
+    )
+
+
+def _redis(redis_url: str) -> "Redis":
+    return Redis.from_url(
+        redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The web app; its lifespan opens and closes the database pool, Redis and the batcher."""
+    if not settings.database_url or not settings.redis_url:
+        raise SettingsError("the web service needs DATABASE_URL and REDIS_URL")
+    pool = _pool(settings.database_url, settings.db_pool_size)
+    redis = _redis(settings.redis_url)
+    # Leave connections free for secret lookups and readiness checks.
+    batcher = IngestBatcher(pool, max_in_flight=max(1, settings.db_pool_size - 2))
+    bot_secrets = BotSecrets(pool, Keyring(settings.keys_or_generated()))
+    webhook = WebhookIngest(bot_secrets, batcher, settings.webhook_body_limit_bytes)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Without waiting: the web service starts while PostgreSQL is down, answering 503.
+        await pool.open(wait=False)
+        batcher.start()
+        log.info("web.started")
+        try:
+            yield
+        finally:
+            await batcher.close()
+            await pool.close()
+            await redis.aclose()
+            log.info("web.stopped")
+
+    routes = [
+        Route("/webhook/telegram/{bot_id}", webhook.handle, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", Readiness(pool, redis).handle, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(RequestTimer)], lifespan=lifespan)

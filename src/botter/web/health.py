@@ -1,0 +1,83 @@
+"""Liveness, readiness and metrics endpoints for load balancers, Kubernetes and Prometheus."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, cast
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from redis.asyncio import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+
+from botter.web.ingest import Pool
+
+log = logging.getLogger("botter.web")
+
+CHECK_TIMEOUT_S: Final = 1.0
+
+
+def _json(status: int, content: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+async def health(request: Request) -> Response:
+    """Liveness: the process answers. Touches no dependency, so a database outage does not
+    get healthy instances restarted."""
+    return _json(200, {"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def readiness_verdict(postgres_ok: bool, redis_ok: bool) -> tuple[str, int]:
+    """(status, HTTP status). Without PostgreSQL no update can be recorded; without Redis
+    updates still land, only sessions and limits suffer."""
+    if not postgres_ok:
+        return "unavailable", 503
+    if not redis_ok:
+        return "degraded", 200
+    return "ok", 200
+
+
+async def probe(name: str, check: Callable[[], Awaitable[object]]) -> dict[str, Any]:
+    """Run one check with a deadline; report only up or down and how long it took."""
+    started_s = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await check()
+        status = "ok"
+    except Exception as error:  # the reason stays in the log, never in the answer
+        log.info("ready.check_failed check=%s error=%s", name, type(error).__name__)
+        status = "down"
+    latency_ms = round((time.perf_counter() - started_s) * 1000, 1)
+    return {"status": status, "latency_ms": latency_ms}
+
+
+class Readiness:
+    """`GET /ready`: can this instance do its work right now?"""
+
+    def __init__(self, pool: Pool, redis: "Redis") -> None:
+        self._pool = pool
+        self._redis = redis
+
+    async def handle(self, request: Request) -> Response:
+        postgres, redis = await asyncio.gather(
+            probe("postgres", self._ping_postgres), probe("redis", self._ping_redis)
+        )
+        status, http_status = readiness_verdict(
+            postgres["status"] == "ok", redis["status"] == "ok"
+        )
+        return _json(
+            http_status, {"status": status, "checks": {"postgres": postgres, "redis": redis}}
+        )
+
+    async def _ping_postgres(self) -> None:
+        async with self._pool.connection(timeout=CHECK_TIMEOUT_S) as connection:
+            await connection.execute("SELECT 1")
+
+    async def _ping_redis(self) -> None:
+        await cast(Awaitable[bool], self._redis.ping())
