@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/botter sandbox
+	$(BIN)/botter run --sandbox --demo
 
 sandbox: $(STAMP)
 	$(BIN)/botter sandbox
