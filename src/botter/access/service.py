@@ -132,17 +132,38 @@ async def is_whitelisted(conn: AsyncConnection, managed_chat_id: int, user_id: i
 
 
 async def record_member(
-    conn: AsyncConnection, chat: ManagedChat, user_id: int, status: str
-) -> None:
+    conn: AsyncConnection,
+    chat: ManagedChat,
+    user_id: int,
+    status: str,
+    update_id: int | None = None,
+) -> bool:
+    """Record where the person stands; False when `update_id` is older than what is known.
+
+    Telegram delivers in parallel and retries, so a join can arrive after the leave that
+    followed it. Comparing update ids keeps the newer fact. Our own changes (no update id)
+    always apply and keep the last Telegram update id for later comparisons.
+    """
     statement = insert(chat_members).values(
-        creator_id=chat.creator_id, managed_chat_id=chat.id, user_id=user_id, status=status
+        creator_id=chat.creator_id,
+        managed_chat_id=chat.id,
+        user_id=user_id,
+        status=status,
+        last_update_id=update_id,
     )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["managed_chat_id", "user_id"],
-            set_={"status": statement.excluded.status, "updated_at": func.now()},
-        )
+    known = chat_members.c.last_update_id
+    newer = statement.excluded.last_update_id
+    upsert = statement.on_conflict_do_update(
+        index_elements=["managed_chat_id", "user_id"],
+        set_={
+            "status": statement.excluded.status,
+            "updated_at": func.now(),
+            "last_update_id": func.coalesce(newer, known),
+        },
+        where=known.is_(None) | newer.is_(None) | (newer > known),
     )
+    result = await conn.execute(upsert.returning(chat_members.c.user_id))
+    return result.first() is not None
 
 
 async def member_status(conn: AsyncConnection, managed_chat_id: int, user_id: int) -> str:

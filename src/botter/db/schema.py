@@ -209,6 +209,8 @@ chat_members = Table(
     Column("managed_chat_id", BigInteger, ForeignKey("managed_chats.id"), primary_key=True),
     Column("user_id", BigInteger, primary_key=True),
     Column("status", Text, nullable=False),
+    # The newest chat_member update applied; an older one arriving late changes nothing.
+    Column("last_update_id", BigInteger),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

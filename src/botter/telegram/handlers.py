@@ -176,7 +176,9 @@ async def on_chat_member(event: ChatMemberUpdated, ctx: UpdateContext) -> None:
     if chat is None or user.is_bot:
         return
     new_status = event.new_chat_member.status
-    await access.record_member(ctx.conn, chat, user.id, new_status)
+    if not await access.record_member(ctx.conn, chat, user.id, new_status, ctx.update_id):
+        logger.info("member.stale_update bot_id=%s update_id=%s", ctx.bot_id, ctx.update_id)
+        return
     if joined(event.old_chat_member.status, new_status):
         await ctx.job(
             "enforce", {"managed_chat_id": chat.id, "user_id": user.id, "reason": "joined"}

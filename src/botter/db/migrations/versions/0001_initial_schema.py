@@ -325,6 +325,7 @@ def upgrade() -> None:
         sa.Column("managed_chat_id", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("last_update_id", sa.BigInteger(), nullable=True),
         sa.Column(
             "updated_at",
             sa.DateTime(timezone=True),
