@@ -2,9 +2,15 @@
 written down."""
 
 import time
+from dataclasses import replace
+from typing import Any
 
-from tests.e2e.conftest import Shop, eventually
+from botter import admin
+from botter.runtime import Runtime
+from botter.telegram import texts
+from tests.e2e.conftest import Shop, Stack, eventually
 from tests.e2e.test_money import KEYRING, webhook_post
+from tests.sandbox.conftest import Telegram, unique
 
 WANTED_UPDATES = {
     "message",
@@ -131,3 +137,28 @@ def test_p9_no_token_or_secret_in_the_logs(shop: Shop) -> None:
     assert secret not in logs
     assert payload is not None
     assert payload not in logs
+
+
+def test_without_a_public_url_the_bot_is_polled_into_the_same_inbox(
+    live: Stack, tg: Telegram
+) -> None:
+    bot = tg.bot(unique("polled") + "_bot")
+
+    async def add_polled_bot(runtime: Runtime) -> dict[str, Any]:
+        no_url = runtime.settings.model_copy(update={"public_url": None})
+        polled = replace(runtime, settings=no_url)
+        creator_id = await admin.default_creator(runtime, unique("creator"))
+        return await admin.add_bot(polled, bot["token"], creator_id)
+
+    added = live.run(add_polled_bot)
+    assert added["delivery"] == "polling"
+    sam_id = tg.user("Sam")
+    tg.start(sam_id, bot["id"])
+
+    def replies() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = tg.look(f"/users/{sam_id}/messages", bot_id=bot["id"])
+        return found
+
+    [reply] = eventually(replies, what="the polled bot's answer")
+    assert reply["text"] == texts.NO_PLANS
+    assert tg.look("/calls", bot_id=bot["id"], method="getUpdates")
