@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run sandbox test lint format clean
+.PHONY: install run sandbox test lint format clean system-packages
 
 install: $(STAMP)
 
@@ -27,7 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
 
-test: lint
+# nginx, HAProxy and ip(8) are driven for real by the tests; installed here when missing.
+system-packages:
+	bash scripts/ensure-system-packages
+
+test: lint system-packages
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 format: $(STAMP)

@@ -36,3 +36,17 @@ HTTP_REQUEST_DURATION_SECONDS = Histogram(
     ["route", "method", "status"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+# to: open | closed (a half-open breaker that succeeded enough)
+TELEGRAM_BREAKER_TRANSITIONS = Counter(
+    "botter_telegram_breaker_transitions_total",
+    "Circuit breaker state changes of bots' Bot API calls, by the state entered.",
+    ["state"],
+)
+
+# outcome: ok | the error class name (a short fixed set)
+TELEGRAM_CALLS = Counter(
+    "botter_telegram_calls_total",
+    "Bot API calls made, by method and outcome.",
+    ["method", "outcome"],
+)

@@ -30,3 +30,13 @@ def group_pace(bot_id: int, chat_id: int | str) -> str:
 def bot_cooldown(bot_id: int) -> str:
     """Present while Telegram's last retry_after for the bot runs; its TTL is the rest."""
     return f"{PREFIX}{bot_tag(bot_id)}:cooldown"
+
+
+def breaker(bot_id: int) -> str:
+    """The bot's circuit breaker: a hash of state, failures, open_until and probe slot."""
+    return f"{PREFIX}{bot_tag(bot_id)}:breaker"
+
+
+def breakers_open() -> str:
+    """Sorted set of bots whose breaker is not closed, scored by when it opened."""
+    return f"{PREFIX}breakers:open"

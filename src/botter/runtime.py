@@ -12,6 +12,7 @@ from botter.crypto import Keyring
 from botter.db.engine import make_engine
 from botter.db.schema import bots
 from botter.errors import BotterError
+from botter.telegram.breaker import Breaker
 from botter.telegram.client import TelegramClient
 from botter.telegram.pacing import Pacer
 
@@ -41,7 +42,9 @@ class Runtime:
             engine=make_engine(settings.database_url, settings.db_pool_size),
             redis=redis,
             keyring=Keyring(settings.keys_or_generated()),
-            telegram=TelegramClient(settings.telegram_api_url, Pacer(redis)),
+            telegram=TelegramClient(
+                settings.telegram_api_url, Pacer(redis), breaker=Breaker(redis)
+            ),
         )
 
     async def close(self) -> None:

@@ -134,13 +134,16 @@ def stack(
         stdout=web_log,
         stderr=web_log,
     )
-    wait_until_healthy(f"{stack.web_url}/health", stack.web)
-    stack.start_worker()
-    yield stack
-    for process in [*stack.workers, stack.web]:
-        if process is not None and process.poll() is None:
-            stop(process)
-    db.dispose()
+    try:
+        # Generous: a loaded 2-core machine can take many seconds to import and start.
+        wait_until_healthy(f"{stack.web_url}/health", stack.web, timeout_s=90)
+        stack.start_worker()
+        yield stack
+    finally:
+        for process in [*stack.workers, stack.web]:
+            if process is not None and process.poll() is None:
+                stop(process)
+        db.dispose()
 
 
 @pytest.fixture

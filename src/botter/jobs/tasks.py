@@ -22,6 +22,7 @@ from botter.db.schema import access_grants, invite_links, orders, plan_chats, pl
 from botter.jobs.queue import GiveUp, Job, JobHandler, RetryLater, enqueue
 from botter.runtime import Runtime, button, keyboard
 from botter.telegram import texts
+from botter.telegram.breaker import CircuitOpen
 from botter.telegram.errors import (
     BotBlocked,
     CantInitiateConversation,
@@ -44,6 +45,9 @@ def outcome_of(error: TelegramError) -> Exception:
     """What the job runner should do with a failed call."""
     if isinstance(error, TelegramRetryAfter):
         return RetryLater(error.retry_after_s, "telegram asked to retry later")
+    if isinstance(error, CircuitOpen):
+        # Waits in the queue, not counted as an attempt: the bot's calls resume together.
+        return RetryLater(error.retry_after_s, "circuit open")
     if error.retryable:
         return error
     return GiveUp(f"telegram refused {error.method}: {type(error).__name__}")

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import orjson
 
+from botter.metrics import TELEGRAM_CALLS
+from botter.telegram.breaker import Breaker, counts_as_failure
 from botter.telegram.errors import (
     TelegramError,
     TelegramNetworkError,
@@ -55,6 +57,10 @@ SEND_METHODS = frozenset(
         "sendGame",
     )
 )
+
+# Never held back by a breaker: a pre-checkout answer is due within 10 s and is the best
+# probe there is; getUpdates is how polling bots notice Telegram is back.
+BREAKER_EXEMPT = frozenset({"answerPreCheckoutQuery", "getUpdates"})
 
 _TOKEN_IN_URL = re.compile(r"(/bot\d+)(:|%3A)[^/\s\"'?#]+", re.IGNORECASE)
 _HTTP_LOGGERS = (
@@ -163,9 +169,11 @@ class TelegramClient:
         pacer: Pacer | None,
         http: httpx.AsyncClient | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        breaker: Breaker | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.pacer = pacer
+        self.breaker = breaker
         self.timeout_s = timeout_s
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout_s)
@@ -220,6 +228,8 @@ class TelegramClient:
         chat_id: ChatId | None,
         timeout_s: float | None,
     ) -> Any:
+        guarded = self.breaker is not None and method not in BREAKER_EXEMPT
+        admission = await self.breaker.admit(bot_id, method) if self.breaker and guarded else None
         chat = paced_chat(method, params, chat_id)
         if chat is not None and self.pacer is not None:
             await self.pacer.acquire(bot_id, chat)
@@ -227,8 +237,14 @@ class TelegramClient:
             response = await self._post(token, method, params, timeout_s or self.timeout_s)
             result = parse_envelope(method, response)
         except TelegramError as error:
+            TELEGRAM_CALLS.labels(method, type(error).__name__).inc()
+            if self.breaker and admission:
+                await self.breaker.record(bot_id, admission, not counts_as_failure(error))
             await self._failed(bot_id, error)
             raise
+        TELEGRAM_CALLS.labels(method, "ok").inc()
+        if self.breaker and admission:
+            await self.breaker.record(bot_id, admission, True)
         logger.debug("telegram.call_ok method=%s bot_id=%s", method, bot_id)
         return result
 

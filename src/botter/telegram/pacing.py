@@ -12,14 +12,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from botter import redis_keys
+from botter.shared_state import RedisGuard
 
 logger = logging.getLogger("botter.telegram")
 
@@ -190,10 +190,9 @@ class Pacer:
         self.limits = limits or PaceLimits()
         self.local = LocalPacer()
         self._redis = redis
-        self._redis_timeout_s = redis_timeout_s
-        self._redis_retry_s = redis_retry_s
-        self._degraded = False
-        self._next_redis_try = 0.0
+        self._shared = RedisGuard(
+            "telegram.pacing", logger, timeout_s=redis_timeout_s, retry_s=redis_retry_s
+        ).run
         self._pace = redis.register_script(PACE_SCRIPT) if redis is not None else None
         self._cooldown = redis.register_script(COOLDOWN_SCRIPT) if redis is not None else None
 
@@ -234,28 +233,3 @@ class Pacer:
             return local_ms
         shared_ms = await self._shared(lambda: redis.pttl(redis_keys.bot_cooldown(bot_id)))
         return max(local_ms, int(shared_ms or 0))
-
-    async def _shared(self, command: Callable[[], Awaitable[T]]) -> T | None:
-        """The command's answer, or None when Redis is unreachable (then pace locally)."""
-        if self._degraded and time.monotonic() < self._next_redis_try:
-            return None
-        try:
-            async with asyncio.timeout(self._redis_timeout_s):
-                answer = await command()
-        except (RedisError, TimeoutError, OSError) as error:
-            self._degrade(error)
-            return None
-        if self._degraded:
-            self._degraded = False
-            logger.info("telegram.pacing_restored")
-        return answer
-
-    def _degrade(self, error: Exception) -> None:
-        self._next_redis_try = time.monotonic() + self._redis_retry_s
-        if not self._degraded:
-            self._degraded = True
-            logger.warning(
-                "telegram.pacing_degraded error=%s retry_in_s=%s",
-                type(error).__name__,
-                self._redis_retry_s,
-            )
