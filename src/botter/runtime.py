@@ -12,6 +12,7 @@ from botter.crypto import Keyring
 from botter.db.engine import make_engine
 from botter.db.schema import bots
 from botter.errors import BotterError
+from botter.ratelimit import RateLimiter, limits_storage
 from botter.telegram.breaker import Breaker
 from botter.telegram.client import TelegramClient
 from botter.telegram.pacing import Pacer
@@ -23,6 +24,31 @@ class UnknownBot(BotterError):
         self.bot_id = bot_id
 
 
+# A person taps and types at most a few times a second; a script does not.
+SUBSCRIBER_ACTIONS_LIMIT = "10/10 seconds"
+FLOOD_NOTICES_LIMIT = "1/30 seconds"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rate limits a worker applies while processing updates."""
+
+    subscriber_actions: RateLimiter
+    flood_notices: RateLimiter
+
+    @classmethod
+    def for_redis(cls, redis_url: str) -> "Limits":
+        storage = limits_storage(redis_url)
+        return cls(
+            subscriber_actions=RateLimiter(
+                storage, "subscriber_actions", SUBSCRIBER_ACTIONS_LIMIT, fail_closed=False
+            ),
+            flood_notices=RateLimiter(
+                storage, "flood_notices", FLOOD_NOTICES_LIMIT, fail_closed=False
+            ),
+        )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -30,6 +56,7 @@ class Runtime:
     redis: Redis
     keyring: Keyring
     telegram: TelegramClient
+    limits: Limits
     _tokens: dict[int, str] = field(default_factory=dict)
 
     @classmethod
@@ -45,6 +72,7 @@ class Runtime:
             telegram=TelegramClient(
                 settings.telegram_api_url, Pacer(redis), breaker=Breaker(redis)
             ),
+            limits=Limits.for_redis(settings.redis_url),
         )
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ import time
 
 from sqlalchemy import text
 
+from botter.telegram import texts
 from tests.e2e.conftest import Shop, Stack, eventually, open_shop
 from tests.sandbox.conftest import Telegram
 
@@ -128,3 +129,36 @@ def test_the_sweeper_removes_whoever_outlived_their_access(shop: Shop) -> None:
             {"chat": shop.managed_chat_id},
         )
     eventually(lambda: shop.members()[sam.user_id] == "left", what="the sweeper's removal")
+
+
+def test_a_flood_of_commands_is_limited_but_never_a_payment(shop: Shop) -> None:
+    plan_id = shop.add_plan("Monthly", 5, period_s=30 * 86400)
+    sam = shop.subscriber()
+    invoice = sam.choose_plan(plan_id)  # two actions: /start and the button
+    sent = [sam.send("/start") for _ in range(12)]
+
+    def handled() -> bool:
+        done = shop.stack.scalar(
+            "SELECT count(*) FROM update_inbox WHERE bot_id = :bot AND update_id = ANY(:ids)"
+            " AND status = 'done'",
+            bot=shop.bot_id,
+            ids=[update["update_id"] for update in sent],
+        )
+        return bool(done == len(sent))
+
+    eventually(handled, what="the flood processed")
+    assert sam.pay(invoice)["status"] == "paid"
+    sam.wait_for_link(timeout_s=30)
+
+    def texts_queued(text: str) -> int:
+        return int(
+            shop.stack.scalar(
+                "SELECT count(*) FROM jobs WHERE kind = 'send_message'"
+                " AND (args->>'bot_id')::bigint = :bot AND args->>'text' = :text",
+                bot=shop.bot_id,
+                text=text,
+            )
+        )
+
+    assert texts_queued(texts.CHOOSE_PLAN) == 10 - 1  # the budget, less the button press
+    assert texts_queued(texts.FLOOD) == 1  # told once, not once per command

@@ -102,7 +102,9 @@ async def call_or_raise(pending: Awaitable[Any]) -> Any:
 async def answer_callback(runtime: Runtime, conn: AsyncConnection, job: Job) -> None:
     token = await runtime.token(conn, job.args["bot_id"])
     try:
-        await runtime.telegram.answer_callback_query(token, job.args["callback_query_id"])
+        await runtime.telegram.answer_callback_query(
+            token, job.args["callback_query_id"], text=job.args.get("text")
+        )
     except QueryTooOld:
         return  # the button already stopped spinning; nothing left to do
     except TelegramError as error:

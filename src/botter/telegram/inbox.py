@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from botter.db.schema import update_inbox
 from botter.runtime import Runtime
 from botter.telegram.context import UpdateContext
+from botter.telegram.flood import FloodGuard
 from botter.telegram.handlers import router
 
 logger = logging.getLogger("botter.telegram.inbox")
@@ -67,6 +68,9 @@ def retry_delay_s(attempts: int, priority: int) -> float:
 
 def make_dispatcher() -> Dispatcher:
     dispatcher = Dispatcher()
+    guard = FloodGuard()
+    dispatcher.message.outer_middleware(guard)
+    dispatcher.callback_query.outer_middleware(guard)
     dispatcher.include_router(router)
     return dispatcher
 
