@@ -17,9 +17,11 @@ from botter.db.schema import (
     bots,
     creators,
     managed_chats,
+    metadata,
     payments,
     plan_chats,
     plans,
+    polling_offsets,
     subscribers,
 )
 from botter.errors import BotterError
@@ -28,6 +30,13 @@ from botter.telegram.errors import TelegramError, TelegramUnauthorized
 from botter.telegram.polling import ALLOWED_UPDATES
 
 REQUIRED_RIGHTS = ("can_invite_users", "can_restrict_members")
+BOT_COMMANDS = [
+    {"command": "start", "description": "See the plans and buy access"},
+    {"command": "status", "description": "Your access and when it ends"},
+    {"command": "renew", "description": "Extend your access"},
+    {"command": "paysupport", "description": "Help with a payment"},
+    {"command": "terms", "description": "Terms of sale"},
+]
 
 
 class AdminError(BotterError):
@@ -84,7 +93,23 @@ async def add_bot(runtime: Runtime, token: str, creator_id: int | None = None) -
         )
     else:
         await runtime.telegram.delete_webhook(token)
+    # The commands menu in the bot's chat: what subscribers can do, one tap away.
+    await runtime.telegram.call(token, "setMyCommands", {"commands": BOT_COMMANDS})
     return {"id": me["id"], "username": me.get("username", ""), "delivery": delivery}
+
+
+async def forget_creator(runtime: Runtime, creator_id: int) -> None:
+    """Delete a creator and every row of theirs. Used for the local demo, whose sandbox
+    world is new on every run; a real creator's ledger is never deleted this way."""
+    async with runtime.engine.begin() as conn:
+        their_bots = select(bots.c.id).where(bots.c.creator_id == creator_id)
+        await conn.execute(
+            polling_offsets.delete().where(polling_offsets.c.bot_id.in_(their_bots))
+        )
+        for table in reversed(metadata.sorted_tables):
+            if table is not creators and "creator_id" in table.c:
+                await conn.execute(table.delete().where(table.c.creator_id == creator_id))
+        await conn.execute(creators.delete().where(creators.c.id == creator_id))
 
 
 async def add_chat(

@@ -22,6 +22,7 @@ from botter.worker import Worker
 logger = logging.getLogger("botter")
 
 SANDBOX_PORT = 8081
+DEMO_CREATOR = "Demo creator"
 
 
 def stop_event() -> asyncio.Event:
@@ -165,7 +166,10 @@ async def seed_demo(runtime: Runtime, sandbox_url: str) -> dict[str, Any]:
         )
         await make(f"/chats/{channel['id']}/admins", {"user_id": bot["id"]})
         subscriber = await make("/users", {"first_name": "Alex", "stars": 1000})
-    creator_id = await admin.default_creator(runtime, "Demo creator")
+    # The sandbox world is new on every run and reuses its ids: start the demo afresh too,
+    # or the new Alex would inherit the last run's access.
+    await admin.forget_creator(runtime, await admin.default_creator(runtime, DEMO_CREATOR))
+    creator_id = await admin.default_creator(runtime, DEMO_CREATOR)
     await admin.add_bot(runtime, bot["token"], creator_id)
     await admin.add_chat(runtime, bot["id"], channel["id"])
     monthly = await admin.add_plan(

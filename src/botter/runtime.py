@@ -1,5 +1,6 @@
 """What a running process shares: settings, the database, Redis, keys, the Telegram client."""
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ class UnknownBot(BotterError):
         super().__init__(f"bot {bot_id} is not registered")
         self.bot_id = bot_id
 
+
+TOKEN_TTL_S = 60.0
 
 # A person taps and types at most a few times a second; a script does not.
 SUBSCRIBER_ACTIONS_LIMIT = "10/10 seconds"
@@ -57,7 +60,9 @@ class Runtime:
     keyring: Keyring
     telegram: TelegramClient
     limits: Limits
-    _tokens: dict[int, str] = field(default_factory=dict)
+    # bot id → (monotonic deadline, token): a token changed by `botter bot add` on another
+    # process is picked up within TOKEN_TTL_S.
+    _tokens: dict[int, tuple[float, str]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":
@@ -81,15 +86,18 @@ class Runtime:
         await self.engine.dispose()
 
     async def token(self, conn: AsyncConnection, bot_id: int) -> str:
-        """The bot's token, decrypted once per process."""
-        if bot_id not in self._tokens:
-            row = (
-                await conn.execute(select(bots.c.token_ciphertext).where(bots.c.id == bot_id))
-            ).first()
-            if row is None:
-                raise UnknownBot(bot_id)
-            self._tokens[bot_id] = self.keyring.decrypt(row.token_ciphertext)
-        return self._tokens[bot_id]
+        """The bot's token, decrypted at most once per TOKEN_TTL_S."""
+        cached = self._tokens.get(bot_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        row = (
+            await conn.execute(select(bots.c.token_ciphertext).where(bots.c.id == bot_id))
+        ).first()
+        if row is None:
+            raise UnknownBot(bot_id)
+        token = self.keyring.decrypt(row.token_ciphertext)
+        self._tokens[bot_id] = (time.monotonic() + TOKEN_TTL_S, token)
+        return token
 
     def forget_token(self, bot_id: int) -> None:
         self._tokens.pop(bot_id, None)

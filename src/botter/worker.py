@@ -9,6 +9,7 @@ the lock frees itself, and another worker takes over.
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -25,6 +26,7 @@ from botter.telegram.polling import LONG_POLL_S, poll_once
 logger = logging.getLogger("botter.worker")
 
 LEADER_LOCK = 7212003
+SWEEP_RETRY_WINDOW_S = 600
 
 _EXPIRED_BUT_PRESENT = text(
     """
@@ -110,11 +112,14 @@ class Worker:
         """The safety net: anyone still present after their access ended gets removed."""
         async with self.runtime.engine.begin() as conn:
             rows = (await conn.execute(_EXPIRED_BUT_PRESENT)).all()
+            # Once per window, not once ever: a removal that failed (the bot had lost its
+            # rights) is tried again after the creator has had time to fix them.
+            window = int(time.time() // SWEEP_RETRY_WINDOW_S)
             for row in rows:
                 stamp = int(row.expires_at.timestamp())
                 await enqueue(
                     conn, "expire_access", {"grant_id": row.id, "expires_at": stamp},
-                    creator_id=row.creator_id, dedupe_key=f"sweep:{row.id}:{stamp}",
+                    creator_id=row.creator_id, dedupe_key=f"sweep:{row.id}:{stamp}:{window}",
                 )  # fmt: skip
         if rows:
             logger.info("sweep.found count=%s at=%s", len(rows), datetime.now(UTC).isoformat())

@@ -31,7 +31,7 @@ SECRET_KEY = "e2e-secret-key-0123456789-abcdefghijklmnop"
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T | None], timeout_s: float = 15, what: str = "") -> T:
+def eventually(check: Callable[[], T | None], timeout_s: float = 30, what: str = "") -> T:
     """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -217,7 +217,7 @@ class Subscriber:
         )
         return found
 
-    def next_message(self, seen: int, timeout_s: float = 15, what: str = "a message") -> Any:
+    def next_message(self, seen: int, timeout_s: float = 30, what: str = "a message") -> Any:
         """The first message after the `seen` first ones, waiting for it."""
         return eventually(
             lambda: self.messages()[seen] if len(self.messages()) > seen else None,
@@ -225,7 +225,7 @@ class Subscriber:
             what,
         )
 
-    def wait_for_text(self, fragment: str, timeout_s: float = 15) -> dict[str, Any]:
+    def wait_for_text(self, fragment: str, timeout_s: float = 30) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:
             return next((m for m in self.messages() if fragment in m.get("text", "")), None)
 
@@ -251,7 +251,7 @@ class Subscriber:
         self.press(menu["message_id"], f"plan:{plan_id}")
         return self.wait_for_invoice(invoices_before)
 
-    def wait_for_invoice(self, invoices_before: int, timeout_s: float = 15) -> dict[str, Any]:
+    def wait_for_invoice(self, invoices_before: int, timeout_s: float = 30) -> dict[str, Any]:
         invoice: dict[str, Any] = eventually(
             lambda: (
                 self.invoices()[invoices_before]
@@ -277,7 +277,7 @@ class Subscriber:
                     links.append(word)
         return links
 
-    def wait_for_link(self, links_before: int = 0, timeout_s: float = 15) -> str:
+    def wait_for_link(self, links_before: int = 0, timeout_s: float = 30) -> str:
         link: str = eventually(
             lambda: (
                 self.invite_links()[links_before]

@@ -39,6 +39,17 @@ def grant_expiry(shop: Shop, user: Subscriber) -> Any:
     )
 
 
+def queued_jobs(shop: Shop, kind: str) -> int:
+    return int(
+        shop.stack.scalar(
+            "SELECT count(*) FROM jobs WHERE kind = :kind AND status = 'queued'"
+            " AND creator_id = (SELECT creator_id FROM bots WHERE id = :bot)",
+            kind=kind,
+            bot=shop.bot_id,
+        )
+    )
+
+
 def payment_statuses(shop: Shop) -> list[str]:
     rows = shop.stack.rows(
         "SELECT status FROM payments WHERE bot_id = :bot ORDER BY id", bot=shop.bot_id
@@ -207,3 +218,39 @@ def test_p6_a_renewal_one_second_before_removal_wins(shop: Shop) -> None:
     assert shop.members()[sam.user_id] == "member"
     assert shop.calls("banChatMember") == []
     assert (grant_expiry(shop, sam) - first_expiry).total_seconds() == 6
+
+
+def test_a_refund_takes_the_access_back_once(shop: Shop) -> None:
+    plan_id = shop.add_plan("Monthly", 5, period_s=30 * 86400)
+    sam = shop.subscriber()
+    paid = sam.buy(plan_id)
+    assert sam.join(paid["invite_link"]) == {"status": "member"}
+    eventually(lambda: not queued_jobs(shop, "enforce"), what="the join checked")
+
+    # The creator refunds through the Bot API, outside botter; Telegram tells the bot.
+    shop.tg.ok(
+        shop.token,
+        "refundStarPayment",
+        user_id=sam.user_id,
+        telegram_payment_charge_id=paid["telegram_payment_charge_id"],
+    )
+    eventually(lambda: payment_statuses(shop) == ["refunded"], what="the ledger to say refunded")
+    eventually(lambda: shop.members()[sam.user_id] == "left", what="Sam removed")
+    told = sam.wait_for_text("was refunded")
+    assert told["text"] == texts.ACCESS_REFUNDED.format(title="Premium")
+    assert grant_expiry(shop, sam).timestamp() <= time.time()
+    refunded_update = shop.stack.scalar(
+        "SELECT update_id FROM update_inbox WHERE bot_id = :bot"
+        " AND convert_from(body, 'UTF8') LIKE '%refunded_payment%'",
+        bot=shop.bot_id,
+    )
+    shop.tg.control(
+        f"/bots/{shop.bot_id}/redeliver", {"update_id": refunded_update, "new_update_id": True}
+    )
+    time.sleep(1)
+    events = shop.stack.scalar(
+        "SELECT count(*) FROM access_events WHERE kind = 'access.refunded'"
+        " AND managed_chat_id = :chat",
+        chat=shop.managed_chat_id,
+    )
+    assert events == 1

@@ -34,12 +34,21 @@ def is_present(status: str, is_member: bool = True) -> bool:
     return status in PRESENT_STATUSES and (status != "restricted" or is_member)
 
 
-def joined(old_status: str, new_status: str) -> bool:
-    return not is_present(old_status) and is_present(new_status)
+def joined(
+    old_status: str, new_status: str, *, old_is_member: bool = True, new_is_member: bool = True
+) -> bool:
+    """Came into the chat; `is_member` matters only for "restricted", as in is_present."""
+    return not is_present(old_status, old_is_member) and is_present(new_status, new_is_member)
 
 
-def must_remove(status: str, whitelisted: bool, access: bool) -> bool:
+def must_remove(status: str, whitelisted: bool, access: bool, *, is_member: bool = True) -> bool:
     """Remove a present person who has no access and is neither staff nor whitelisted."""
     if status in PROTECTED_STATUSES or whitelisted or access:
         return False
-    return is_present(status)
+    return is_present(status, is_member)
+
+
+def expiry_after_refund(now: datetime, current_expiry: datetime, period_s: int) -> datetime:
+    """A refund takes back the period it paid for; whatever runs past that stays (another
+    payment bought it), and access never ends in the past, only now."""
+    return max(now, current_expiry - timedelta(seconds=period_s))

@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from botter.access.decisions import new_expiry, reminder_times
+from botter.access.decisions import expiry_after_refund, new_expiry, reminder_times
 from botter.billing.service import Order, plan_of_bot
 from botter.db.schema import (
     access_events,
@@ -320,3 +320,30 @@ async def subscriber_grants(
         .order_by(access_grants.c.expires_at)
     )
     return [(row.title, row.expires_at) for row in await conn.execute(query)]
+
+
+async def revoke_for_refund(
+    conn: AsyncConnection, order: Order, user_id: int, payment_id: int
+) -> list[ManagedChat]:
+    """Take back the period a refunded payment bought; the chats where no access is left."""
+    now = utcnow()
+    plan = await plan_of_bot(conn, order.bot_id, order.plan_id)
+    offsets_s = plan.reminder_offsets_s if plan else []
+    ended = []
+    for chat in await plan_managed_chats(conn, order.plan_id):
+        await lock_person(conn, chat.id, user_id)
+        current = await _grant_row(conn, order.subscriber_id, chat.id)
+        if current is None:
+            continue
+        expires_at = expiry_after_refund(now, current.expires_at, order.period_s)
+        await _save_grant(conn, order, chat, expires_at)
+        await audit(
+            conn, order.creator_id, "access.refunded", subscriber_id=order.subscriber_id,
+            managed_chat_id=chat.id, order_id=order.id, payment_id=payment_id,
+            expires_at=expires_at.isoformat(),
+        )  # fmt: skip
+        if expires_at <= now:
+            ended.append(chat)
+        else:
+            await schedule_expiry(conn, order.creator_id, current.id, expires_at, offsets_s, now)
+    return ended

@@ -186,3 +186,33 @@ async def mark_refunded(conn: AsyncConnection, payment_id: int, at: datetime) ->
         .where(payments.c.id == payment_id)
         .values(status="refunded", refunded_at=at)
     )
+
+
+@dataclass(frozen=True)
+class Refund:
+    payment_id: int
+    order_id: int | None
+    granted: bool  # the payment had given access, which the refund now takes back
+
+
+async def record_refund(conn: AsyncConnection, bot_id: int, charge_id: str) -> Refund | None:
+    """Mark the charge refunded once; None when it is unknown or was already refunded."""
+    row = (
+        await conn.execute(
+            select(payments.c.id, payments.c.order_id, payments.c.status)
+            .where(
+                payments.c.bot_id == bot_id,
+                payments.c.provider == STARS_PROVIDER,
+                payments.c.telegram_payment_charge_id == charge_id,
+            )
+            .with_for_update()
+        )
+    ).first()
+    if row is None or row.status == "refunded":
+        return None
+    await conn.execute(
+        payments.update()
+        .where(payments.c.id == row.id)
+        .values(status="refunded", refunded_at=func.now())
+    )
+    return Refund(row.id, row.order_id, granted=row.status == "completed")

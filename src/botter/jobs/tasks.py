@@ -126,7 +126,7 @@ async def deliver_access(runtime: Runtime, conn: AsyncConnection, job: Job) -> N
         if chat.join_by == "join_request":
             lines.append(texts.join_by_request(chat.title, link))
         else:
-            lines.append(texts.invite(chat.title, link))
+            lines.append(texts.invite(chat.title, link, runtime.settings.invite_link_ttl_s))
     expiry = await access.subscriber_grants(conn, order.bot_id, user_id)
     header = texts.payment_received(max(until for _, until in expiry)) if expiry else ""
     await enqueue(
@@ -249,6 +249,8 @@ async def tell_removed(
         plan_id = await renewal_plan(conn, chat.id, user_id)
         markup = keyboard([button("Renew", f"plan:{plan_id}")]) if plan_id else None
         text = texts.ACCESS_ENDED.format(title=chat.title)
+    elif reason == "refunded":
+        markup, text = None, texts.ACCESS_REFUNDED.format(title=chat.title)
     else:
         markup, text = None, texts.JOIN_WITHOUT_ACCESS.format(title=chat.title)
     args: dict[str, Any] = {"bot_id": chat.bot_id, "chat_id": user_id, "text": text}

@@ -149,6 +149,28 @@ async def on_successful_payment(message: Message, ctx: UpdateContext) -> None:
     await access.grant_for_order(ctx.conn, order, message.from_user.id, recorded.id)
 
 
+@router.message(F.refunded_payment)
+async def on_refunded_payment(message: Message, ctx: UpdateContext) -> None:
+    """A refund, made by us or by the creator through the Bot API, takes the access back."""
+    refunded = message.refunded_payment
+    assert refunded is not None
+    assert message.from_user is not None
+    refund = await billing.record_refund(ctx.conn, ctx.bot_id, refunded.telegram_payment_charge_id)
+    if refund is None:
+        return
+    logger.info("payment.refunded bot_id=%s payment_id=%s", ctx.bot_id, refund.payment_id)
+    if not refund.granted or refund.order_id is None:
+        return
+    order = await billing.order_of_bot(ctx.conn, ctx.bot_id, refund.order_id)
+    if order is None:
+        return
+    user_id = message.from_user.id
+    for chat in await access.revoke_for_refund(ctx.conn, order, user_id, refund.payment_id):
+        await ctx.job(
+            "enforce", {"managed_chat_id": chat.id, "user_id": user_id, "reason": "refunded"}
+        )
+
+
 async def refund_unmatched(
     ctx: UpdateContext, user_id: int, charge_id: str, payment_id: int
 ) -> None:

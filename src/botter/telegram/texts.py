@@ -17,6 +17,7 @@ JOIN_WITHOUT_ACCESS = (
 REQUEST_DECLINED = "Your request to join {title} needs an active plan. Send /start to buy one."
 REQUEST_APPROVED = "Welcome! Your request to join {title} was approved."
 ACCESS_ENDED = "Your access to {title} has ended. Renew to come back:"
+ACCESS_REFUNDED = "Your payment was refunded, so your access to {title} has ended."
 PAYMENT_REFUNDED = "Your payment could not be matched to an order, so it was refunded."
 DEFAULT_TERMS = (
     "You buy time-limited access to private Telegram chats, paid in Telegram Stars. "
@@ -42,8 +43,20 @@ def payment_received(expires_at: datetime) -> str:
     return f"Payment received, thank you! Your access runs until {when(expires_at)}."
 
 
-def invite(title: str, link: str) -> str:
-    return f"Your personal invite link to {title} (works once, for 24 hours):\n{link}"
+def invite(title: str, link: str, valid_s: int) -> str:
+    return f"Your personal invite link to {title} (works once, for {spoken(valid_s)}):\n{link}"
+
+
+def spoken(duration_s: int) -> str:
+    """A duration as people say it, in its largest whole unit: "24 hours", "90 seconds"."""
+    unit, count = "second", duration_s
+    for name, unit_s in (("hour", 3600), ("minute", 60)):
+        if duration_s >= unit_s and duration_s % unit_s == 0:
+            unit, count = name, duration_s // unit_s
+            break
+    if unit == "hour" and count % 24 == 0 and count > 24:
+        unit, count = "day", count // 24
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def join_by_request(title: str, link: str) -> str:
