@@ -34,6 +34,7 @@ BOT_COMMANDS = [
     {"command": "start", "description": "See the plans and buy access"},
     {"command": "status", "description": "Your access and when it ends"},
     {"command": "renew", "description": "Extend your access"},
+    {"command": "link", "description": "A fresh invite link"},
     {"command": "paysupport", "description": "Help with a payment"},
     {"command": "terms", "description": "Terms of sale"},
 ]

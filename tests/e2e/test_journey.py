@@ -95,3 +95,27 @@ def test_paysupport_terms_and_status_answer(shop: Shop) -> None:
         seen = len(sam.messages())
         sam.send(command)
         assert expected in sam.next_message(seen, what=command)["text"]
+
+
+def test_a_buyer_whose_link_was_used_by_someone_else_gets_a_fresh_one(shop: Shop) -> None:
+    plan_id = shop.add_plan("Monthly", 5, period_s=30 * 86400)
+    sam = shop.subscriber("Sam")
+    eve = shop.subscriber("Eve")
+    link = sam.buy(plan_id)["invite_link"]
+    assert eve.join(link) == {"status": "member"}  # Sam shared it, or it leaked
+    eventually(lambda: shop.members()[eve.user_id] == "left", what="Eve removed")
+    assert sam.join(link)["status"] == "rejected"  # member_limit 1: used up
+
+    status_seen = len(sam.messages())
+    sam.send("/status")
+    assert "/link" in sam.next_message(status_seen)["text"]
+    sam.send("/link")
+    fresh = sam.wait_for_link(links_before=1)
+    assert fresh != link
+    assert sam.join(fresh) == {"status": "member"}
+    revoked = [call["params"]["invite_link"] for call in shop.calls("revokeChatInviteLink")]
+    assert revoked == [link]
+
+    seen = len(sam.messages())
+    sam.send("/link")
+    assert "already in" in sam.next_message(seen)["text"]

@@ -347,3 +347,20 @@ async def revoke_for_refund(
         else:
             await schedule_expiry(conn, order.creator_id, current.id, expires_at, offsets_s, now)
     return ended
+
+
+async def chats_with_access(
+    conn: AsyncConnection, bot_id: int, user_id: int, now: datetime
+) -> list[int]:
+    """Managed chat ids of the bot where the person's access is running."""
+    query = (
+        select(access_grants.c.managed_chat_id)
+        .select_from(access_grants.join(subscribers))
+        .where(
+            subscribers.c.bot_id == bot_id,
+            subscribers.c.user_id == user_id,
+            access_grants.c.expires_at > now,
+        )
+        .order_by(access_grants.c.managed_chat_id)
+    )
+    return [int(chat_id) for chat_id in (await conn.execute(query)).scalars()]

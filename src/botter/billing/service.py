@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from botter.db.schema import managed_chats, orders, payments, plan_chats, plans
+from botter.db.schema import managed_chats, orders, payments, plan_chats, plans, subscribers
 from botter.telegram import texts
 
 STARS = "XTR"
@@ -216,3 +216,25 @@ async def record_refund(conn: AsyncConnection, bot_id: int, charge_id: str) -> R
         .values(status="refunded", refunded_at=func.now())
     )
     return Refund(row.id, row.order_id, granted=row.status == "completed")
+
+
+async def last_paid_order(
+    conn: AsyncConnection, bot_id: int, user_id: int, managed_chat_id: int
+) -> Order | None:
+    """The person's most recent paid order whose plan covers the chat."""
+    query = (
+        select(orders.c.id)
+        .select_from(
+            orders.join(subscribers).join(plan_chats, plan_chats.c.plan_id == orders.c.plan_id)
+        )
+        .where(
+            orders.c.bot_id == bot_id,
+            orders.c.status == "paid",
+            subscribers.c.user_id == user_id,
+            plan_chats.c.managed_chat_id == managed_chat_id,
+        )
+        .order_by(orders.c.paid_at.desc(), orders.c.id.desc())
+        .limit(1)
+    )
+    order_id = (await conn.execute(query)).scalar_one_or_none()
+    return await order_of_bot(conn, bot_id, order_id) if order_id is not None else None

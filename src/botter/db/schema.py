@@ -198,9 +198,11 @@ invite_links = Table(
     Column("name", Text, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
+    # Set when a newer link replaced this one (the subscriber asked for a fresh link).
+    Column("revoked_at", DateTime(timezone=True)),
     _created_at(),
-    UniqueConstraint("order_id", "managed_chat_id"),
 )
+Index("ix_invite_links_order_chat", invite_links.c.order_id, invite_links.c.managed_chat_id)
 
 chat_members = Table(
     "chat_members",

@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botter.access import service as access
-from botter.access.decisions import has_access, must_remove
+from botter.access.decisions import has_access, is_present, must_remove
 from botter.billing import service as billing
 from botter.billing.payload import order_payload
 from botter.db.schema import access_grants, invite_links, orders, plan_chats, plans, subscribers
@@ -30,6 +30,7 @@ from botter.telegram.errors import (
     ChatNotFound,
     NotEnoughRights,
     QueryTooOld,
+    TelegramBadRequest,
     TelegramError,
     TelegramRetryAfter,
     TelegramUnauthorized,
@@ -121,12 +122,8 @@ async def deliver_access(runtime: Runtime, conn: AsyncConnection, job: Job) -> N
     lines = []
     for chat in await access.plan_managed_chats(conn, order.plan_id):
         link = await invite_link_for(runtime, conn, token, order, chat, user_id)
-        if link is None:
-            continue
-        if chat.join_by == "join_request":
-            lines.append(texts.join_by_request(chat.title, link))
-        else:
-            lines.append(texts.invite(chat.title, link, runtime.settings.invite_link_ttl_s))
+        if link is not None:
+            lines.append(link_text(runtime, chat, link))
     expiry = await access.subscriber_grants(conn, order.bot_id, user_id)
     header = texts.payment_received(max(until for _, until in expiry)) if expiry else ""
     await enqueue(
@@ -144,18 +141,38 @@ async def invite_link_for(
     chat: access.ManagedChat,
     user_id: int,
 ) -> str | None:
-    existing = (
-        await conn.execute(
-            select(invite_links.c.invite_link).where(
-                invite_links.c.order_id == order.id,
-                invite_links.c.managed_chat_id == chat.id,
-            )
+    """The order's link into the chat: the one made before (a retried job), or a new one."""
+    existing = await current_links(conn, order.id, chat.id)
+    if existing:
+        return existing[-1]
+    return await create_link(runtime, conn, token, order, chat, f"order {order.id}")
+
+
+async def current_links(conn: AsyncConnection, order_id: int, managed_chat_id: int) -> list[str]:
+    """The order's links into the chat that no newer link replaced, oldest first."""
+    query = (
+        select(invite_links.c.invite_link)
+        .where(
+            invite_links.c.order_id == order_id,
+            invite_links.c.managed_chat_id == managed_chat_id,
+            invite_links.c.revoked_at.is_(None),
         )
-    ).scalar_one_or_none()
-    if existing is not None:
-        return str(existing)
+        .order_by(invite_links.c.id)
+    )
+    return [str(link) for link in (await conn.execute(query)).scalars()]
+
+
+async def create_link(
+    runtime: Runtime,
+    conn: AsyncConnection,
+    token: str,
+    order: Any,
+    chat: access.ManagedChat,
+    name: str,
+) -> str | None:
+    """A one-time link (or a join-request link) for the order's buyer; None when the bot
+    cannot make links in the chat, which is reported to the creator."""
     expires_at = datetime.now(UTC) + timedelta(seconds=runtime.settings.invite_link_ttl_s)
-    name = f"order {order.id}"
     try:
         created = await runtime.telegram.create_chat_invite_link(
             token,
@@ -183,6 +200,63 @@ async def invite_link_for(
         )
     )  # fmt: skip
     return link
+
+
+def link_text(runtime: Runtime, chat: access.ManagedChat, link: str) -> str:
+    if chat.join_by == "join_request":
+        return texts.join_by_request(chat.title, link)
+    return texts.invite(chat.title, link, runtime.settings.invite_link_ttl_s)
+
+
+async def reissue_link(runtime: Runtime, conn: AsyncConnection, job: Job) -> None:
+    """A fresh link for someone whose access runs but who is not in the chat: their link
+    was used by someone else, expired, or got lost. The links it replaces stop working."""
+    chat = await access.managed_chat_by_id(conn, job.args["managed_chat_id"])
+    user_id = job.args["user_id"]
+    if chat is None:
+        return
+    await access.lock_person(conn, chat.id, user_id)
+    if not has_access(await access.access_expiry(conn, chat.id, user_id), datetime.now(UTC)):
+        return
+    if is_present(await access.member_status(conn, chat.id, user_id)):
+        await enqueue(
+            conn, "send_message",
+            {"bot_id": chat.bot_id, "chat_id": user_id,
+             "text": texts.ALREADY_MEMBER.format(title=chat.title)},
+            creator_id=chat.creator_id,
+        )  # fmt: skip
+        return
+    order = await billing.last_paid_order(conn, chat.bot_id, user_id, chat.id)
+    if order is None:
+        return
+    token = await runtime.token(conn, chat.bot_id)
+    replaced = await current_links(conn, order.id, chat.id)
+    link = await create_link(runtime, conn, token, order, chat, f"order {order.id} again")
+    if link is None:
+        return
+    for old in replaced:
+        await revoke_link(runtime, conn, token, chat, old)
+    await enqueue(
+        conn, "send_message",
+        {"bot_id": chat.bot_id, "chat_id": user_id, "text": link_text(runtime, chat, link)},
+        creator_id=chat.creator_id, priority=0,
+    )  # fmt: skip
+
+
+async def revoke_link(
+    runtime: Runtime, conn: AsyncConnection, token: str, chat: access.ManagedChat, link: str
+) -> None:
+    try:
+        await runtime.telegram.revoke_chat_invite_link(token, chat.chat_id, link)
+    except TelegramBadRequest:
+        pass  # already expired or revoked by an admin: it does not work either way
+    except TelegramError as error:
+        raise outcome_of(error) from None
+    await conn.execute(
+        invite_links.update()
+        .where(invite_links.c.invite_link == link)
+        .values(revoked_at=func.now())
+    )
 
 
 async def expire_access(runtime: Runtime, conn: AsyncConnection, job: Job) -> None:
@@ -360,6 +434,7 @@ TASKS: dict[str, Task] = {
     "remind": remind,
     "answer_join_request": answer_join_request,
     "refund": refund,
+    "reissue_link": reissue_link,
 }
 
 

@@ -70,7 +70,22 @@ async def on_status(message: Message, ctx: UpdateContext) -> None:
         return
     now = access.utcnow()
     lines = [texts.status_line(title, until, has_access(until, now)) for title, until in grants]
+    if any(has_access(until, now) for _, until in grants):
+        lines.append(texts.NEW_LINK_HINT)
     await ctx.send(message.chat.id, "\n".join(lines))
+
+
+@router.message(Command("link"))
+async def on_link(message: Message, ctx: UpdateContext) -> None:
+    """A fresh invite link into every chat the person has access to but is not in."""
+    assert message.from_user is not None
+    user_id = message.from_user.id
+    chats = await access.chats_with_access(ctx.conn, ctx.bot_id, user_id, access.utcnow())
+    if not chats:
+        await ctx.send(message.chat.id, texts.NO_ACCESS)
+        return
+    for managed_chat_id in chats:
+        await ctx.job("reissue_link", {"managed_chat_id": managed_chat_id, "user_id": user_id})
 
 
 @router.message(Command("terms"))

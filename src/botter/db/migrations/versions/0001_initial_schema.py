@@ -427,6 +427,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -451,7 +452,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invite_links")),
         sa.UniqueConstraint("invite_link", name=op.f("uq_invite_links_invite_link")),
-        sa.UniqueConstraint("order_id", "managed_chat_id", name=op.f("uq_invite_links_order_id")),
+    )
+    op.create_index(
+        "ix_invite_links_order_chat", "invite_links", ["order_id", "managed_chat_id"], unique=False
     )
     op.create_index(
         op.f("ix_invite_links_creator_id"), "invite_links", ["creator_id"], unique=False
@@ -525,6 +528,7 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS botter_notify_work")
     op.drop_index(op.f("ix_payments_creator_id"), table_name="payments")
     op.drop_table("payments")
+    op.drop_index("ix_invite_links_order_chat", table_name="invite_links")
     op.drop_index(op.f("ix_invite_links_creator_id"), table_name="invite_links")
     op.drop_table("invite_links")
     op.drop_index(op.f("ix_whitelist_creator_id"), table_name="whitelist")
