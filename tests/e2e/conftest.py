@@ -6,6 +6,7 @@ Per test: a creator's fresh shop (bot, channel, plans) and subscribers acting in
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,15 +107,12 @@ def settings_of(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="session")
-def stack(
-    database_url: str,
-    redis_url: str,
-    sandbox_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
+@contextlib.contextmanager
+def running_stack(
+    database_url: str, redis_url: str, sandbox_url: str, log_dir: Path, **extra_env: str
 ) -> Iterator[Stack]:
+    """`botter serve` and one `botter worker` on these engines, stopped afterwards."""
     port = free_port()
-    log_dir = tmp_path_factory.mktemp("e2e-logs")
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -124,6 +122,7 @@ def stack(
         "BOTTER_SECRET_KEYS": SECRET_KEY,
         "BOTTER_DATA_DIR": str(log_dir / "data"),
         "SWEEP_INTERVAL_S": "1",
+        **extra_env,
     }
     db = create_engine(sqlalchemy_url(database_url), pool_size=2)
     stack = Stack(env, f"http://127.0.0.1:{port}", log_dir, sandbox_url, db)
@@ -144,6 +143,18 @@ def stack(
             if process is not None and process.poll() is None:
                 stop(process)
         db.dispose()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    database_url: str,
+    redis_url: str,
+    sandbox_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    log_dir = tmp_path_factory.mktemp("e2e-logs")
+    with running_stack(database_url, redis_url, sandbox_url, log_dir) as started:
+        yield started
 
 
 @pytest.fixture

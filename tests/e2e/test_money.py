@@ -15,13 +15,13 @@ from tests.e2e.conftest import SECRET_KEY, Shop, Subscriber, eventually
 KEYRING = Keyring((SECRET_KEY,))
 
 
-def webhook_post(shop: Shop, update: dict[str, Any]) -> httpx.Response:
+def webhook_post(shop: Shop, update: dict[str, Any], web_url: str | None = None) -> httpx.Response:
     """Deliver an update the way Telegram does: to our webhook, with the bot's secret."""
     ciphertext = shop.stack.scalar(
         "SELECT webhook_secret_ciphertext FROM bots WHERE id = :bot", bot=shop.bot_id
     )
     return httpx.post(
-        f"{shop.stack.web_url}/webhook/telegram/{shop.bot_id}",
+        f"{web_url or shop.stack.web_url}/webhook/telegram/{shop.bot_id}",
         content=orjson.dumps(update),
         headers={
             "X-Telegram-Bot-Api-Secret-Token": KEYRING.decrypt(ciphertext),
