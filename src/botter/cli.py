@@ -3,7 +3,7 @@
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -27,9 +27,25 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON value."
 T = TypeVar("T")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     typer.echo(f"botter: {message}", err=True)
     raise typer.Exit(2)
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def fail_on_engine_error(error: Exception) -> None:
+    """PostgreSQL or Redis refused or is unreachable: one line, not a traceback."""
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, DBAPIError):
+        fail(f"PostgreSQL: {first_line(error.orig or error)}")
+    if isinstance(error, RedisError):
+        fail(f"Redis: {first_line(error)}")
 
 
 def emit(value: Any, as_json: bool) -> None:
@@ -63,6 +79,8 @@ def with_runtime(work: Callable[[Any], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except BotterError as error:
         fail(str(error))
+    except Exception as error:
+        fail_on_engine_error(error)
         raise
     finally:
         engines.stop_started()
@@ -98,7 +116,12 @@ def sandbox(
         webhook_retry_max_s=webhook_retry_max,
     )
     typer.echo(f"sandbox: Bot API and control API on http://{host}:{port}")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    # Long polls (getUpdates with a timeout) would hold a stop for up to their timeout;
+    # Telegram drops them too when it restarts, so the sandbox does not wait for them.
+    uvicorn.run(
+        create_app(config), host=host, port=port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=1,
+    )  # fmt: skip
 
 
 @app.command()
@@ -113,6 +136,9 @@ def migrate(as_json: JsonOption = False) -> None:
         fail(str(error))
     try:
         upgrade(engines.settings.database_url or "")
+    except Exception as error:
+        fail_on_engine_error(error)
+        raise
     finally:
         engines.stop_started()
     emit({"migrated": True}, as_json)
@@ -177,7 +203,12 @@ def bot_add(
 ) -> None:
     """Connect a bot: sets its webhook (with PUBLIC_URL) or prepares polling."""
     from botter import admin
+    from botter.telegram.client import bot_id_of
 
+    try:
+        bot_id_of(token)
+    except ValueError as error:
+        fail(str(error))  # never the token itself: it may be a real one, mistyped
     emit(with_runtime(lambda runtime: admin.add_bot(runtime, token)), as_json)
 
 

@@ -1,5 +1,7 @@
 """All of botter's settings, read from the environment (and a .env file)."""
 
+import contextlib
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +66,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        # Without the trailing slash, so https://api.telegram.org/ is not taken for a sandbox.
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("redis_url")
     @classmethod
     def _redis_only(cls, value: str | None) -> str | None:
@@ -81,10 +91,29 @@ class Settings(BaseSettings):
             return self.botter_secret_keys
         key_file = self.botter_data_dir / "secret.key"
         if not key_file.exists():
-            self.botter_data_dir.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
-        return (key_file.read_text().strip(),)
+            _create_key_file(key_file)
+        key = key_file.read_text().strip()
+        if len(key) < 32:
+            raise SettingsError(f"invalid key file {key_file}: shorter than 32 characters")
+        return (key,)
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write a new key, readable by its owner only from the first byte on.
+
+    It is written under a temporary name and linked into place, so two processes starting
+    at once agree on one key and neither reads a half-written file.
+    """
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = key_file.with_name(f".{key_file.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, key_file)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -45,7 +45,10 @@ class Keyring:
             raise CryptoError("cannot decrypt: no key in BOTTER_SECRET_KEYS fits") from None
 
     def rotate(self, ciphertext: str) -> str:
-        return self._fernet.rotate(ciphertext.encode()).decode()
+        try:
+            return self._fernet.rotate(ciphertext.encode()).decode()
+        except InvalidToken:
+            raise CryptoError("cannot rotate: no key in BOTTER_SECRET_KEYS fits") from None
 
     def sign(self, message: str, length: int = 16) -> str:
         mac = hmac.new(self._signing_keys[0], message.encode(), hashlib.sha256).digest()
@@ -53,7 +56,8 @@ class Keyring:
 
     def verify(self, message: str, signature: str) -> bool:
         length = len(signature)
-        if length < 16:
+        # compare_digest raises on non-ASCII text, which a forged signature may hold.
+        if length < 16 or not signature.isascii():
             return False
         for key in self._signing_keys:
             mac = hmac.new(key, message.encode(), hashlib.sha256).digest()

@@ -23,6 +23,8 @@ def parse_duration_s(text: str) -> int:
 
 
 def format_duration_s(seconds: int) -> str:
+    if seconds == 0:
+        return "0s"
     for unit in ("w", "d", "h", "m"):
         if seconds % _UNIT_S[unit] == 0:
             return f"{seconds // _UNIT_S[unit]}{unit}"

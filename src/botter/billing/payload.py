@@ -17,8 +17,10 @@ def order_payload(order_id: int, keyring: Keyring) -> str:
 def order_id_of(payload: str, keyring: Keyring) -> int | None:
     """The order id when the payload is one of ours and intact; None otherwise."""
     reference, _, signature = payload.partition(".")
-    if not reference.startswith(_PREFIX) or not reference[1:].isdigit():
+    number = reference[len(_PREFIX) :]
+    # isdigit alone also accepts digits of other scripts, and superscripts int() refuses.
+    if not reference.startswith(_PREFIX) or not (number.isascii() and number.isdigit()):
         return None
     if not keyring.verify(reference, signature):
         return None
-    return int(reference[1:])
+    return int(number)

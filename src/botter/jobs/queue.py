@@ -105,11 +105,13 @@ class JobRunner:
         *,
         concurrency: int = 4,
         poll_interval_s: float = 0.5,
+        stop_timeout_s: float = 10.0,
     ) -> None:
         self.engine = engine
         self.handlers = handlers
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
+        self.stop_timeout_s = stop_timeout_s
         self.wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -117,6 +119,9 @@ class JobRunner:
         consumers = [asyncio.create_task(self._consume()) for _ in range(self.concurrency)]
         try:
             await self._stopping.wait()
+            # Jobs in flight finish first: one cancelled after its Telegram call but before
+            # its commit would stay queued and make that call again.
+            await asyncio.wait(consumers, timeout=self.stop_timeout_s)
         finally:
             for consumer in consumers:
                 consumer.cancel()
@@ -124,6 +129,7 @@ class JobRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.wakeup.set()
 
     async def _consume(self) -> None:
         while not self._stopping.is_set():
@@ -134,7 +140,7 @@ class JobRunner:
                 logger.exception("jobs.claim_failed")
                 ran = False
                 await asyncio.sleep(1)
-            if not ran:
+            if not ran and not self._stopping.is_set():
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), self.poll_interval_s)
