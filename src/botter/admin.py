@@ -26,10 +26,12 @@ from botter.db.schema import (
 )
 from botter.errors import BotterError
 from botter.runtime import Runtime
+from botter.telegram.client import bot_id_of
 from botter.telegram.errors import TelegramError, TelegramUnauthorized
 from botter.telegram.polling import ALLOWED_UPDATES
 
 REQUIRED_RIGHTS = ("can_invite_users", "can_restrict_members")
+MAX_PERIOD_S = 10 * 366 * 86400  # well inside the INTEGER columns that hold periods
 BOT_COMMANDS = [
     {"command": "start", "description": "See the plans and buy access"},
     {"command": "status", "description": "Your access and when it ends"},
@@ -57,6 +59,10 @@ async def default_creator(runtime: Runtime, name: str = "Default creator") -> in
 
 async def add_bot(runtime: Runtime, token: str, creator_id: int | None = None) -> dict[str, Any]:
     """Register a bot, and set its webhook (or prepare polling when there is no public URL)."""
+    try:
+        bot_id_of(token)
+    except ValueError:
+        raise AdminError("this is not a bot token: it has the form <bot_id>:<secret>") from None
     try:
         me = await runtime.telegram.get_me(token)
     except TelegramUnauthorized:
@@ -127,8 +133,8 @@ async def add_chat(
         me = await runtime.telegram.get_chat_member(token, chat_id, bot_id)
     except TelegramError as error:
         raise AdminError(
-            f"the bot cannot see chat {chat_id} ({error.description}); "
-            "add it to the chat as an administrator"
+            f"the bot cannot see chat {chat_id} ({error.description}); add it to the chat "
+            f"as an administrator with: {', '.join(REQUIRED_RIGHTS)}"
         ) from None
     missing = [right for right in REQUIRED_RIGHTS if not me.get(right)]
     if me.get("status") != "administrator" or missing:
@@ -165,6 +171,10 @@ async def add_plan(
         raise AdminError("a plan's price must be between 1 and 10000 Stars")
     if not title.strip() or len(title) > 32:
         raise AdminError("a plan's title must be 1-32 characters (Telegram's invoice limit)")
+    if not 1 <= period_s <= MAX_PERIOD_S:
+        raise AdminError("a plan's period must be between 1 second and 10 years")
+    if any(not 0 < offset_s < period_s for offset_s in reminder_offsets_s):
+        raise AdminError("each reminder must come before the end: shorter than the period")
     async with runtime.engine.begin() as conn:
         chats = (
             await conn.execute(

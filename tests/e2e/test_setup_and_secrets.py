@@ -162,3 +162,62 @@ def test_without_a_public_url_the_bot_is_polled_into_the_same_inbox(
     [reply] = eventually(replies, what="the polled bot's answer")
     assert reply["text"] == texts.NO_PLANS
     assert tg.look("/calls", bot_id=bot["id"], method="getUpdates")
+
+
+def test_a_restricted_person_outside_the_chat_is_not_counted_as_present(shop: Shop) -> None:
+    shop.add_plan("Monthly", 5, period_s=30 * 86400)
+    user = {"id": 4_300_000_001, "is_bot": False, "first_name": "Rae"}
+    chat = {"id": shop.chat_id, "type": "channel", "title": "Premium"}
+    rights = [
+        "can_send_messages",
+        "can_send_audios",
+        "can_send_documents",
+        "can_send_photos",
+        "can_send_videos",
+        "can_send_video_notes",
+        "can_send_voice_notes",
+        "can_send_polls",
+        "can_send_other_messages",
+        "can_add_web_page_previews",
+        "can_react_to_messages",
+        "can_edit_tag",
+        "can_change_info",
+        "can_invite_users",
+        "can_pin_messages",
+        "can_manage_topics",
+    ]
+    restricted_outside = {
+        "status": "restricted",
+        "user": user,
+        "is_member": False,
+        "until_date": 0,
+        **dict.fromkeys(rights, False),
+    }
+    update_id = 710_000_000 + int(time.time()) % 1_000_000
+    update = {
+        "update_id": update_id,
+        "chat_member": {
+            "chat": chat,
+            "from": user,
+            "date": int(time.time()),
+            "old_chat_member": {"status": "left", "user": user},
+            "new_chat_member": restricted_outside,
+        },
+    }
+    assert webhook_post(shop, update).status_code == 200
+    eventually(
+        lambda: shop.stack.scalar(
+            "SELECT status FROM chat_members WHERE managed_chat_id = :chat AND user_id = :user",
+            chat=shop.managed_chat_id,
+            user=user["id"],
+        ),
+        what="the change recorded",
+    )
+    status = shop.stack.scalar(
+        "SELECT status FROM chat_members WHERE managed_chat_id = :chat AND user_id = :user",
+        chat=shop.managed_chat_id,
+        user=user["id"],
+    )
+    assert status == "left"
+    time.sleep(1)
+    assert shop.calls("banChatMember") == []

@@ -6,6 +6,7 @@ has a 10 s deadline and is answered directly.
 """
 
 import logging
+from typing import Any
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
@@ -206,23 +207,32 @@ async def refund_unmatched(
     )
 
 
+def presence(member: Any) -> str:
+    """The member's status as far as being in the chat goes: a restricted person who is not
+    a member any more is recorded as "left", since Telegram keeps the restriction only."""
+    if member.status == "restricted" and not getattr(member, "is_member", True):
+        return "left"
+    return str(member.status)
+
+
 @router.chat_member()
 async def on_chat_member(event: ChatMemberUpdated, ctx: UpdateContext) -> None:
     chat = await access.managed_chat(ctx.conn, ctx.bot_id, event.chat.id)
     user = event.new_chat_member.user
     if chat is None or user.is_bot:
         return
-    new_status = event.new_chat_member.status
+    old_status = presence(event.old_chat_member)
+    new_status = presence(event.new_chat_member)
     if not await access.record_member(ctx.conn, chat, user.id, new_status, ctx.update_id):
         logger.info("member.stale_update bot_id=%s update_id=%s", ctx.bot_id, ctx.update_id)
         return
-    if joined(event.old_chat_member.status, new_status):
+    if joined(old_status, new_status):
         await ctx.job(
             "enforce", {"managed_chat_id": chat.id, "user_id": user.id, "reason": "joined"}
         )
     await access.audit(
         ctx.conn, ctx.creator_id, "member.changed", managed_chat_id=chat.id,
-        user_id=user.id, old=event.old_chat_member.status, new=new_status,
+        user_id=user.id, old=old_status, new=new_status,
     )  # fmt: skip
 
 
