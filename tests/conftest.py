@@ -6,12 +6,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
+from botter.db.engine import libpq_url
 from botter.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
@@ -51,6 +55,26 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def database_url_of(postgres_url: str, database: str) -> str:
+    """The URL of another database on the same server."""
+    url = make_url(libpq_url(postgres_url)).set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def fresh_database(postgres_url: str, template: str | None = None) -> str:
+    """An empty database (or a copy of `template`) on the test server.
+
+    It is not dropped afterwards: the server goes away with the test session, and DROP
+    DATABASE forces a checkpoint, which kills the server when another pytest session has
+    meanwhile made /tmp/pytest-of-<user> private again (pytest does that at start).
+    """
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(libpq_url(postgres_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"{copy}')
+    return database_url_of(postgres_url, name)
 
 
 @pytest.fixture(scope="session")

@@ -165,14 +165,18 @@ async def add_plan(
     title: str,
     price_stars: int,
     period_s: int,
-    reminder_offsets_s: list[int],
+    reminder_offsets_s: list[int] | None = None,
 ) -> dict[str, Any]:
+    """A plan; without reminder offsets, the settings' defaults that fit in the period."""
     if not 1 <= price_stars <= 10_000:
         raise AdminError("a plan's price must be between 1 and 10000 Stars")
     if not title.strip() or len(title) > 32:
         raise AdminError("a plan's title must be 1-32 characters (Telegram's invoice limit)")
     if not 1 <= period_s <= MAX_PERIOD_S:
         raise AdminError("a plan's period must be between 1 second and 10 years")
+    if reminder_offsets_s is None:
+        defaults = runtime.settings.default_reminder_offsets
+        reminder_offsets_s = [offset_s for offset_s in defaults if offset_s < period_s]
     if any(not 0 < offset_s < period_s for offset_s in reminder_offsets_s):
         raise AdminError("each reminder must come before the end: shorter than the period")
     async with runtime.engine.begin() as conn:

@@ -235,7 +235,12 @@ def plan_add(
     title: Annotated[str, typer.Option(help="Shown on the button and the invoice.")],
     stars: Annotated[int, typer.Option(help="Price in Telegram Stars.")],
     period: Annotated[str, typer.Option(help="Access length, like 90s, 12h or 30d.")],
-    remind: Annotated[str, typer.Option(help="Reminders before expiry, like 3d,1d.")] = "3d,1d",
+    remind: Annotated[
+        str | None,
+        typer.Option(
+            help="Reminders before expiry, like 3d,1d [default: DEFAULT_REMINDER_OFFSETS]"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sell access to one or more chats for a price and a period."""
@@ -244,7 +249,11 @@ def plan_add(
 
     try:
         period_s = parse_duration_s(period)
-        offsets = [parse_duration_s(part) for part in remind.split(",") if part.strip()]
+        offsets = (
+            [parse_duration_s(part) for part in remind.split(",") if part.strip()]
+            if remind is not None
+            else None
+        )
     except DurationError as error:
         fail(str(error))
     emit(

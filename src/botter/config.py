@@ -1,6 +1,7 @@
 """All of botter's settings, read from the environment (and a .env file)."""
 
 import contextlib
+import ipaddress
 import os
 import secrets
 from functools import cached_property
@@ -35,6 +36,43 @@ class Settings(BaseSettings):
     invite_link_ttl_s: int = Field(24 * 3600, ge=60)
     default_reminder_offsets: Annotated[tuple[int, ...], NoDecode] = (3 * 86400, 86400)
     sweep_interval_s: float = Field(5.0, gt=0)
+    # Inbox consumers and job runners each; a worker holds up to twice this many
+    # connections in transactions at once (see docs/scaling.md).
+    worker_concurrency: int = Field(4, ge=1, le=64)
+    redis_max_connections: int = Field(50, ge=2, le=10_000)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs,
+    # comma-separated, or *); anyone else's are ignored, so clients cannot pick their
+    # address for rate limits and logs.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1",)
+    # A subscriber's commands and button presses, per bot ("N/period", limits' notation).
+    subscriber_actions_limit: str = "10/10 seconds"
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_open_s: float = Field(10.0, gt=0)
+    breaker_max_open_s: float = Field(300.0, gt=0)
+    breaker_close_after: int = Field(3, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            if proxy != "*":
+                ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
+        return proxies
+
+    @field_validator("subscriber_actions_limit")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # ValueError: "couldn't parse rate limit string ..."
+        return value
 
     @field_validator("botter_secret_keys", mode="before")
     @classmethod

@@ -56,6 +56,7 @@ def web_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=20,
+        proxy_headers=True, forwarded_allow_ips=list(settings.trusted_proxies),
     )  # fmt: skip
     return EmbeddedServer(config)
 

@@ -14,7 +14,7 @@ from botter.db.engine import make_engine
 from botter.db.schema import bots
 from botter.errors import BotterError
 from botter.ratelimit import RateLimiter, limits_storage
-from botter.telegram.breaker import Breaker
+from botter.telegram.breaker import Breaker, BreakerSettings
 from botter.telegram.client import TelegramClient
 from botter.telegram.pacing import Pacer
 
@@ -27,8 +27,7 @@ class UnknownBot(BotterError):
 
 TOKEN_TTL_S = 60.0
 
-# A person taps and types at most a few times a second; a script does not.
-SUBSCRIBER_ACTIONS_LIMIT = "10/10 seconds"
+# Telling someone to slow down once per half minute is enough.
 FLOOD_NOTICES_LIMIT = "1/30 seconds"
 
 
@@ -40,11 +39,11 @@ class Limits:
     flood_notices: RateLimiter
 
     @classmethod
-    def for_redis(cls, redis_url: str) -> "Limits":
-        storage = limits_storage(redis_url)
+    def from_settings(cls, settings: Settings) -> "Limits":
+        storage = limits_storage(settings.redis_url or "")
         return cls(
             subscriber_actions=RateLimiter(
-                storage, "subscriber_actions", SUBSCRIBER_ACTIONS_LIMIT, fail_closed=False
+                storage, "subscriber_actions", settings.subscriber_actions_limit, fail_closed=False
             ),
             flood_notices=RateLimiter(
                 storage, "flood_notices", FLOOD_NOTICES_LIMIT, fail_closed=False
@@ -68,16 +67,28 @@ class Runtime:
     def start(cls, settings: Settings) -> "Runtime":
         if not settings.database_url or not settings.redis_url:
             raise BotterError("DATABASE_URL and REDIS_URL must be resolved before starting")
-        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            max_connections=settings.redis_max_connections,
+        )
+        breaker = Breaker(
+            redis,
+            BreakerSettings(
+                failure_threshold=settings.breaker_failure_threshold,
+                open_s=settings.breaker_open_s,
+                max_open_s=settings.breaker_max_open_s,
+                close_after=settings.breaker_close_after,
+            ),
+        )
         return cls(
             settings=settings,
             engine=make_engine(settings.database_url, settings.db_pool_size),
             redis=redis,
             keyring=Keyring(settings.keys_or_generated()),
-            telegram=TelegramClient(
-                settings.telegram_api_url, Pacer(redis), breaker=Breaker(redis)
-            ),
-            limits=Limits.for_redis(settings.redis_url),
+            telegram=TelegramClient(settings.telegram_api_url, Pacer(redis), breaker=breaker),
+            limits=Limits.from_settings(settings),
         )
 
     async def close(self) -> None:

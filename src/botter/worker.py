@@ -40,8 +40,9 @@ _EXPIRED_BUT_PRESENT = text(
 
 
 class Worker:
-    def __init__(self, runtime: Runtime, *, concurrency: int = 4) -> None:
+    def __init__(self, runtime: Runtime, *, concurrency: int | None = None) -> None:
         self.runtime = runtime
+        concurrency = concurrency or runtime.settings.worker_concurrency
         self.inbox = InboxConsumer(runtime, concurrency=concurrency)
         self.jobs = JobRunner(runtime.engine, job_handlers(runtime), concurrency=concurrency)
         self._stopping = asyncio.Event()

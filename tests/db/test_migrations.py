@@ -1,7 +1,5 @@
 """Migrations: they build exactly the schema the code declares, and undo cleanly."""
 
-from pathlib import Path
-
 import psycopg
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -11,7 +9,7 @@ from sqlalchemy import create_engine
 from botter.db.engine import sqlalchemy_url
 from botter.db.migrate import alembic_config, downgrade, upgrade
 from botter.db.schema import metadata
-from botter.embedded import EmbeddedPostgres
+from tests.conftest import fresh_database
 
 
 def test_migrated_schema_matches_the_code(database_url: str) -> None:
@@ -22,22 +20,18 @@ def test_migrated_schema_matches_the_code(database_url: str) -> None:
     assert differences == []
 
 
-def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path, durable=False)
-    url = server.start()
-    try:
-        upgrade(url)
-        downgrade(url, "base")
-        with psycopg.connect(url) as connection:
-            tables = connection.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-                " AND table_name <> 'alembic_version'"
-            ).fetchone()
-        assert tables == (0,)
-        upgrade(url)
-        command.check(alembic_config(url))
-    finally:
-        server.stop()
+def test_upgrade_downgrade_upgrade(postgres_url: str) -> None:
+    url = fresh_database(postgres_url)
+    upgrade(url)
+    downgrade(url, "base")
+    with psycopg.connect(url) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            " AND table_name <> 'alembic_version'"
+        ).fetchone()
+    assert tables == (0,)
+    upgrade(url)
+    command.check(alembic_config(url))
 
 
 def test_payments_ledger_refuses_a_second_row_per_charge(database_url: str) -> None:

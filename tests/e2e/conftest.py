@@ -124,7 +124,8 @@ def running_stack(
         "SWEEP_INTERVAL_S": "1",
         **extra_env,
     }
-    db = create_engine(sqlalchemy_url(database_url), pool_size=2)
+    # pre_ping: outage tests terminate connections, and a test's next query must not fail.
+    db = create_engine(sqlalchemy_url(database_url), pool_size=2, pool_pre_ping=True)
     stack = Stack(env, f"http://127.0.0.1:{port}", log_dir, sandbox_url, db)
     web_log = (log_dir / "web.log").open("ab")
     stack.web = subprocess.Popen(

@@ -14,8 +14,9 @@ import httpx
 import psycopg
 import pytest
 
+from botter.db.migrate import upgrade
 from botter.embedded import EmbeddedRedis
-from tests.conftest import free_port
+from tests.conftest import free_port, fresh_database
 from tests.e2e.conftest import Stack, eventually, open_shop, running_stack
 from tests.e2e.test_money import webhook_post
 from tests.sandbox.conftest import Telegram
@@ -31,15 +32,23 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Embedd
 
 
 @pytest.fixture(scope="module")
+def outage_database_url(postgres_url: str) -> str:
+    """A database of its own, so terminating its connections touches no other test."""
+    url = fresh_database(postgres_url)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
 def outage_stack(
-    database_url: str,
+    outage_database_url: str,
     sandbox_url: str,
     own_redis: tuple[EmbeddedRedis, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     log_dir = tmp_path_factory.mktemp("outage-logs")
     redis_url = f"redis://127.0.0.1:{own_redis[1]}/0"
-    with running_stack(database_url, redis_url, sandbox_url, log_dir) as started:
+    with running_stack(outage_database_url, redis_url, sandbox_url, log_dir) as started:
         yield started
 
 
