@@ -17,7 +17,6 @@ from botter.db.migrate import upgrade
 from botter.engines import resolve_engines
 from botter.logs import configure_logging
 from botter.runtime import Runtime
-from botter.worker import Worker
 
 logger = logging.getLogger("botter")
 
@@ -77,6 +76,8 @@ async def serve_forever(settings: Settings, host: str, port: int) -> None:
 async def work_forever(settings: Settings) -> None:
     configure_logging()
     engines = resolve_engines(settings)
+    from botter.worker import Worker  # aiogram and the handlers: the web service needs neither
+
     runtime = Runtime.start(engines.settings)
     worker = Worker(runtime)
     stop = stop_event()
@@ -128,6 +129,8 @@ async def run_all(settings: Settings, port: int, with_sandbox: bool, demo: bool)
     server = web_server(settings, "127.0.0.1" if with_sandbox else "0.0.0.0", port)
     serving = asyncio.create_task(server.serve())
     await until_started(server, serving)
+    from botter.worker import Worker
+
     runtime = Runtime.start(settings)
     worker = Worker(runtime)
     working = asyncio.create_task(worker.run())
