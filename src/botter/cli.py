@@ -156,7 +156,10 @@ def serve(
         settings = load_settings()
     except SettingsError as error:
         fail(str(error))
-    asyncio.run(serve_forever(settings, host, port or settings.port))
+    import uvloop
+
+    # uvloop's event loop is markedly faster on the webhook path; behaviour is the same.
+    uvloop.run(serve_forever(settings, host, port or settings.port))
 
 
 @app.command()
