@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Inbox consumers and job runners each; a worker holds up to twice this many
     # connections in transactions at once (see docs/scaling.md).
     worker_concurrency: int = Field(4, ge=1, le=64)
+    # `botter worker` serves its own /metrics here (0: none); web instances use PORT.
+    worker_metrics_port: int = Field(3001, ge=0, le=65535)
     redis_max_connections: int = Field(50, ge=2, le=10_000)
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs,
     # comma-separated, or *); anyone else's are ignored, so clients cannot pick their

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import prometheus_client
 import uvicorn
 
 from botter import admin
@@ -87,6 +88,10 @@ async def work_forever(settings: Settings) -> None:
 
     runtime = Runtime.start(engines.settings)
     worker = Worker(runtime)
+    if settings.worker_metrics_port:
+        # Workers count updates, jobs and payments; Prometheus scrapes them here.
+        prometheus_client.start_http_server(settings.worker_metrics_port)
+        logger.info("worker.metrics port=%s", settings.worker_metrics_port)
     stop = stop_event()
     working = asyncio.create_task(worker.run())
     await stop.wait()

@@ -1,5 +1,6 @@
 """What a running process shares: settings, the database, Redis, keys, the Telegram client."""
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from botter.db.engine import make_engine
 from botter.db.schema import bots
 from botter.errors import BotterError
 from botter.ratelimit import RateLimiter, limits_storage
+from botter.shared_state import RedisGuard
 from botter.telegram.breaker import Breaker, BreakerSettings
 from botter.telegram.client import TelegramClient
 from botter.telegram.pacing import Pacer
@@ -62,6 +64,9 @@ class Runtime:
     # bot id → (monotonic deadline, token): a token changed by `botter bot add` on another
     # process is picked up within TOKEN_TTL_S.
     _tokens: dict[int, tuple[float, str]] = field(default_factory=dict)
+    _redis_guard: RedisGuard = field(
+        default_factory=lambda: RedisGuard("runtime.redis", logging.getLogger("botter"))
+    )
 
     @classmethod
     def start(cls, settings: Settings) -> "Runtime":
@@ -109,6 +114,12 @@ class Runtime:
         token = self.keyring.decrypt(row.token_ciphertext)
         self._tokens[bot_id] = (time.monotonic() + TOKEN_TTL_S, token)
         return token
+
+    async def redis_info(self, section: str) -> dict[str, Any] | None:
+        """Redis's INFO section, or None while Redis is unreachable."""
+        redis = self.redis
+        info: dict[str, Any] | None = await self._redis_guard.run(lambda: redis.info(section))
+        return info
 
     def forget_token(self, bot_id: int) -> None:
         self._tokens.pop(bot_id, None)

@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 
 from botter.db.engine import libpq_url
 from botter.db.schema import bots
+from botter.jobs import housekeeping
 from botter.jobs.queue import JobRunner, enqueue
 from botter.jobs.tasks import job_handlers
 from botter.runtime import Runtime
@@ -27,6 +28,8 @@ logger = logging.getLogger("botter.worker")
 
 LEADER_LOCK = 7212003
 SWEEP_RETRY_WINDOW_S = 600
+# Metrics sampling and pruning: every Prometheus scrape (15 s) sees fresh numbers.
+CHORES_INTERVAL_S = 15.0
 
 _EXPIRED_BUT_PRESENT = text(
     """
@@ -99,11 +102,16 @@ class Worker:
 
     async def _while_leader(self, lock_conn: psycopg.AsyncConnection[object]) -> None:
         pollers: dict[int, asyncio.Task[None]] = {}
+        next_chores = 0.0
         try:
             while True:
                 await lock_conn.execute("SELECT 1")  # the lock lives as long as this connection
                 await self.sweep()
                 await self._keep_pollers(pollers)
+                if time.monotonic() >= next_chores:
+                    await housekeeping.sample(self.runtime)
+                    await housekeeping.prune(self.runtime.engine)
+                    next_chores = time.monotonic() + CHORES_INTERVAL_S
                 await asyncio.sleep(self.runtime.settings.sweep_interval_s)
         finally:
             for task in pollers.values():

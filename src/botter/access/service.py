@@ -22,6 +22,7 @@ from botter.db.schema import (
     whitelist,
 )
 from botter.jobs.queue import enqueue
+from botter.metrics import ACCESS_CHANGES
 
 # The high half of an advisory lock key names what is locked; the low half which one.
 _PERSON_LOCK_SPACE = 7212002
@@ -241,6 +242,7 @@ async def grant_for_order(
         expires_at = new_expiry(now, current.expires_at if current else None, order.period_s)
         grant_id = await _save_grant(conn, order, chat, expires_at)
         granted.append(Grant(grant_id, chat, expires_at))
+        ACCESS_CHANGES.labels("granted").inc()
         await audit(
             conn, order.creator_id, "access.granted", subscriber_id=order.subscriber_id,
             managed_chat_id=chat.id, order_id=order.id, payment_id=payment_id,

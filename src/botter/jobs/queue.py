@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botter.db.schema import jobs
 from botter.errors import BotterError
+from botter.metrics import JOBS_FINISHED
 
 logger = logging.getLogger("botter.jobs")
 
@@ -165,10 +166,12 @@ class JobRunner:
         except RetryLater as later:
             await savepoint.rollback()
             await self._reschedule(conn, job, later.delay_s, str(later), count=False)
+            JOBS_FINISHED.labels(job.kind, "later").inc()
             return
         except GiveUp as hopeless:
             await savepoint.rollback()
             await self._finish(conn, job, "dead", str(hopeless))
+            JOBS_FINISHED.labels(job.kind, "dead").inc()
             logger.warning("job.dead job_id=%s kind=%s reason=%s", job.id, job.kind, hopeless)
             return
         except Exception as error:
@@ -176,15 +179,18 @@ class JobRunner:
             reason = f"{type(error).__name__}: {error}"[:500]
             if job.attempts >= MAX_ATTEMPTS:
                 await self._finish(conn, job, "dead", reason)
+                JOBS_FINISHED.labels(job.kind, "dead").inc()
                 logger.error("job.dead job_id=%s kind=%s attempts=%s", job.id, job.kind,
                              job.attempts)  # fmt: skip
                 return
             await self._reschedule(conn, job, backoff_s(job.attempts), reason, count=True)
+            JOBS_FINISHED.labels(job.kind, "retry").inc()
             logger.warning("job.retry job_id=%s kind=%s attempts=%s error=%s", job.id, job.kind,
                            job.attempts, type(error).__name__)  # fmt: skip
             return
         await savepoint.commit()
         await self._finish(conn, job, "done", None)
+        JOBS_FINISHED.labels(job.kind, "done").inc()
         logger.info("job.done job_id=%s kind=%s", job.id, job.kind)
 
     async def _finish(

@@ -20,6 +20,7 @@ from botter.billing import service as billing
 from botter.billing.payload import order_payload
 from botter.db.schema import access_grants, invite_links, orders, plan_chats, plans, subscribers
 from botter.jobs.queue import GiveUp, Job, JobHandler, RetryLater, enqueue
+from botter.metrics import ACCESS_CHANGES
 from botter.runtime import Runtime, button, keyboard
 from botter.telegram import texts
 from botter.telegram.breaker import CircuitOpen
@@ -312,6 +313,7 @@ async def enforce_access(
         conn, chat.creator_id, "access.revoked", subscriber_id=subscriber_id,
         managed_chat_id=chat.id, user_id=user_id, reason=reason,
     )  # fmt: skip
+    ACCESS_CHANGES.labels("revoked").inc()
     logger.info("access.revoked managed_chat_id=%s reason=%s", chat.id, reason)
     await tell_removed(conn, chat, user_id, reason)
 
@@ -376,6 +378,7 @@ async def remind(runtime: Runtime, conn: AsyncConnection, job: Job) -> None:
         {"bot_id": grant.bot_id, "chat_id": grant.user_id, "order_id": order_id, "text": text},
         creator_id=grant.creator_id,
     )  # fmt: skip
+    ACCESS_CHANGES.labels("reminded").inc()
     await access.audit(
         conn, grant.creator_id, "access.reminded", subscriber_id=grant.subscriber_id,
         managed_chat_id=grant.managed_chat_id, offset_s=job.args["offset_s"],

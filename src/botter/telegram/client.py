@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
-from botter.metrics import TELEGRAM_CALLS
+from botter.metrics import TELEGRAM_CALLS, TELEGRAM_RETRY_AFTER_SECONDS
 from botter.telegram.breaker import Breaker, counts_as_failure
 from botter.telegram.errors import (
     TelegramError,
@@ -265,8 +265,10 @@ class TelegramClient:
             raise TelegramNetworkError(method, None, description) from None
 
     async def _failed(self, bot_id: int, error: TelegramError) -> None:
-        if isinstance(error, TelegramRetryAfter) and self.pacer is not None:
-            await self.pacer.cool_down(bot_id, error.retry_after_s)
+        if isinstance(error, TelegramRetryAfter):
+            TELEGRAM_RETRY_AFTER_SECONDS.inc(error.retry_after_s)
+            if self.pacer is not None:
+                await self.pacer.cool_down(bot_id, error.retry_after_s)
         logger.log(
             logging.WARNING if error.retryable else logging.INFO,
             "telegram.call_failed method=%s error_code=%s bot_id=%s error=%s description=%s",

@@ -22,6 +22,7 @@ from botter.access import service as access
 from botter.access.decisions import has_access, joined
 from botter.billing import service as billing
 from botter.billing.payload import order_id_of
+from botter.metrics import PAYMENTS, REVENUE_STARS
 from botter.runtime import button, keyboard
 from botter.telegram import texts
 from botter.telegram.context import UpdateContext
@@ -156,6 +157,9 @@ async def on_successful_payment(message: Message, ctx: UpdateContext) -> None:
     if recorded is None:
         logger.info("payment.duplicate bot_id=%s update_id=%s", ctx.bot_id, ctx.update_id)
         return
+    PAYMENTS.labels("completed" if recorded.matches_order else "mismatch").inc()
+    if recorded.matches_order:
+        REVENUE_STARS.inc(payment.total_amount)
     logger.info("payment.recorded bot_id=%s payment_id=%s order_id=%s", ctx.bot_id,
                 recorded.id, order_id)  # fmt: skip
     if not recorded.matches_order or order is None:
@@ -174,6 +178,7 @@ async def on_refunded_payment(message: Message, ctx: UpdateContext) -> None:
     refund = await billing.record_refund(ctx.conn, ctx.bot_id, refunded.telegram_payment_charge_id)
     if refund is None:
         return
+    PAYMENTS.labels("refunded").inc()
     logger.info("payment.refunded bot_id=%s payment_id=%s", ctx.bot_id, refund.payment_id)
     if not refund.granted or refund.order_id is None:
         return

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiogram import Bot, Dispatcher
@@ -23,6 +23,7 @@ from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botter.db.schema import update_inbox
+from botter.metrics import UPDATE_LAG_SECONDS, UPDATES_PROCESSED
 from botter.runtime import Runtime
 from botter.telegram.context import UpdateContext
 from botter.telegram.flood import FloodGuard
@@ -39,7 +40,8 @@ _CLAIM = text(
         WHERE status = 'pending'
         ORDER BY bot_id, lane, update_id
     )
-    SELECT u.id, u.creator_id, u.bot_id, u.update_id, u.body, u.attempts, u.priority
+    SELECT u.id, u.creator_id, u.bot_id, u.update_id, u.body, u.attempts, u.priority,
+           u.received_at
     FROM update_inbox u JOIN heads ON heads.id = u.id
     WHERE u.status = 'pending' AND u.available_at <= now()
     ORDER BY u.priority, u.id
@@ -58,6 +60,7 @@ class InboxRow:
     body: bytes
     attempts: int
     priority: int
+    received_at: datetime
 
 
 def retry_delay_s(attempts: int, priority: int) -> float:
@@ -133,6 +136,7 @@ class InboxConsumer:
             await self._mark(
                 conn, row, "dead", attempts, f"malformed update: {error.error_count()} errors"
             )
+            UPDATES_PROCESSED.labels("dead").inc()
             logger.warning("update.malformed bot_id=%s update_id=%s", row.bot_id, row.update_id)
             return
         except Exception as error:
@@ -140,14 +144,18 @@ class InboxConsumer:
             reason = f"{type(error).__name__}: {error}"[:500]
             if attempts >= MAX_ATTEMPTS:
                 await self._mark(conn, row, "dead", attempts, reason)
+                UPDATES_PROCESSED.labels("dead").inc()
                 logger.error("update.dead bot_id=%s update_id=%s", row.bot_id, row.update_id)
                 return
             await self._retry(conn, row, attempts, reason)
+            UPDATES_PROCESSED.labels("retry").inc()
             logger.warning("update.retry bot_id=%s update_id=%s attempts=%s error=%s",
                            row.bot_id, row.update_id, attempts, type(error).__name__)  # fmt: skip
             return
         await savepoint.commit()
         await self._mark(conn, row, "done", attempts, None)
+        UPDATES_PROCESSED.labels("done").inc()
+        UPDATE_LAG_SECONDS.observe((datetime.now(UTC) - row.received_at).total_seconds())
         logger.info("update.processed bot_id=%s update_id=%s", row.bot_id, row.update_id)
 
     async def _feed(self, conn: AsyncConnection, row: InboxRow) -> None:
