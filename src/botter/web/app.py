@@ -1,11 +1,14 @@
 """The stateless web service: the webhook ingest path, health endpoints and metrics."""
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -59,8 +62,32 @@ class RequestTimer:
             )
 
 
+class RecoveringPool(AsyncConnectionPool[AsyncConnection[TupleRow]]):
+    """A pool that checks all its idle connections once one comes back broken.
+
+    The pool learns that the server dropped a connection (a restart, a failover, a network
+    cut) only by using it. Left alone, every dead idle connection would fail one more
+    webhook delivery and one more readiness probe after PostgreSQL is back, keeping the
+    instance out of rotation for as many probe periods as the pool has connections.
+    """
+
+    _checking: "asyncio.Task[None] | None" = None
+
+    async def putconn(self, conn: AsyncConnection[TupleRow]) -> None:
+        broken = conn.broken
+        await super().putconn(conn)
+        if broken and not self.closed and (self._checking is None or self._checking.done()):
+            self._checking = asyncio.create_task(self._check_idle(), name="botter.pool.check")
+
+    async def _check_idle(self) -> None:
+        try:
+            await self.check()
+        except Exception as error:  # the next broken connection starts another check
+            log.warning("web.pool_check_failed error=%s", type(error).__name__)
+
+
 def _pool(database_url: str, size: int) -> Pool:
-    return AsyncConnectionPool(
+    return RecoveringPool(
         libpq_url(database_url),
         min_size=size,
         max_size=size,

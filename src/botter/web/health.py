@@ -43,16 +43,35 @@ def readiness_verdict(postgres_ok: bool, redis_ok: bool) -> tuple[str, int]:
     return "ok", 200
 
 
+# Checks still finishing after their answer was given; held so they are not collected.
+_lingering: set["asyncio.Future[object]"] = set()
+
+
+def _forget(checking: "asyncio.Future[object]") -> None:
+    _lingering.discard(checking)
+    if not checking.cancelled():
+        checking.exception()  # retrieved: its failure was already answered as "down"
+
+
 async def probe(name: str, check: Callable[[], Awaitable[object]]) -> dict[str, Any]:
-    """Run one check with a deadline; report only up or down and how long it took."""
+    """Run one check with a deadline; report only up or down and how long it took.
+
+    The answer keeps the deadline even when the check does not stop at once: psycopg
+    cancels a query on a silent network by asking the server, and waits up to 10 s for
+    that. Such a check finishes in the background."""
     started_s = time.perf_counter()
+    checking = asyncio.ensure_future(check())
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
-            await check()
+        await asyncio.wait_for(asyncio.shield(checking), CHECK_TIMEOUT_S)
         status = "ok"
     except Exception as error:  # the reason stays in the log, never in the answer
         log.info("ready.check_failed check=%s error=%s", name, type(error).__name__)
         status = "down"
+    finally:
+        if not checking.done():
+            checking.cancel()
+            _lingering.add(checking)
+            checking.add_done_callback(_forget)
     latency_ms = round((time.perf_counter() - started_s) * 1000, 1)
     return {"status": status, "latency_ms": latency_ms}
 
