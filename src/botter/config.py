@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1",)
     # A subscriber's commands and button presses, per bot ("N/period", limits' notation).
     subscriber_actions_limit: str = "10/10 seconds"
+    # Failed webhook authentications per client address (a secret or bot id being guessed).
+    webhook_auth_failures_limit: str = "20/minute"
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_open_s: float = Field(10.0, gt=0)
     breaker_max_open_s: float = Field(300.0, gt=0)
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
         return proxies
 
-    @field_validator("subscriber_actions_limit")
+    @field_validator("subscriber_actions_limit", "webhook_auth_failures_limit")
     @classmethod
     def _limit(cls, value: str) -> str:
         from limits import parse

@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
+from redis.asyncio import Redis
 
+from botter import redis_keys
 from botter.web.health import CHECK_TIMEOUT_S
 from tests.proxy import TcpProxy
 from tests.web.conftest import (
@@ -286,3 +288,28 @@ async def test_metrics_label_requests_by_route_template_never_the_raw_path(
     assert any('route="unmatched"' in line and 'status="404"' in line for line in durations)
     assert str(bot.id) not in text
     assert "/no/such" not in text
+
+
+async def test_ready_reports_open_breakers_without_leaving_rotation(
+    web: Web, redis_url: str
+) -> None:
+    redis = Redis.from_url(redis_url)
+    stuck_bot = f"9{time.time_ns() % 10**12}"
+    await redis.zadd(redis_keys.breakers_open(), {stuck_bot: time.time()})
+    try:
+        answer = await web.http.get("/ready")
+    finally:
+        await redis.zrem(redis_keys.breakers_open(), stuck_bot)
+        await redis.aclose()
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["telegram"]["status"] == "degraded"
+    assert body["checks"]["telegram"]["open_breakers"] >= 1
+
+
+async def test_metrics_show_the_database_pool(web: Web) -> None:
+    text = (await web.http.get("/metrics")).text
+    in_use = [line for line in text.splitlines() if line.startswith("botter_db_pool_connections")]
+    states = {line.split('state="')[1].split('"')[0] for line in in_use}
+    assert states == {"in_use", "idle", "waiting"}

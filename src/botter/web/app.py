@@ -20,7 +20,9 @@ from botter.config import Settings, SettingsError
 from botter.crypto import Keyring
 from botter.db.engine import libpq_url
 from botter.metrics import HTTP_REQUEST_DURATION_SECONDS
-from botter.web.health import Readiness, health, metrics
+from botter.ratelimit import RateLimiter, limits_storage
+from botter.telegram.breaker import Breaker
+from botter.web.health import Metrics, Readiness, health
 from botter.web.ingest import BotSecrets, IngestBatcher, Pool, WebhookIngest
 
 log = logging.getLogger("botter.web")
@@ -96,6 +98,13 @@ def _pool(database_url: str, size: int) -> Pool:
             "autocommit": True,
             "connect_timeout": CONNECT_TIMEOUT_S,
             "application_name": APPLICATION_NAME,
+            # A server that vanished without closing the connection is noticed in seconds,
+            # not after the kernel's retransmission timeout of many minutes.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
         },
         timeout=POOL_TIMEOUT_S,
         name=APPLICATION_NAME,
@@ -118,7 +127,13 @@ def create_app(settings: Settings) -> Starlette:
     # Leave connections free for secret lookups and readiness checks.
     batcher = IngestBatcher(pool, max_in_flight=max(1, settings.db_pool_size - 2))
     bot_secrets = BotSecrets(pool, Keyring(settings.keys_or_generated()))
-    webhook = WebhookIngest(bot_secrets, batcher, settings.webhook_body_limit_bytes)
+    auth_failures = RateLimiter(
+        limits_storage(settings.redis_url),
+        "webhook_auth_failures",
+        settings.webhook_auth_failures_limit,
+        fail_closed=False,
+    )
+    webhook = WebhookIngest(bot_secrets, batcher, settings.webhook_body_limit_bytes, auth_failures)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -137,7 +152,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/webhook/telegram/{bot_id}", webhook.handle, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
-        Route("/ready", Readiness(pool, redis).handle, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/ready", Readiness(pool, redis, Breaker(redis)).handle, methods=["GET"]),
+        Route("/metrics", Metrics(pool).handle, methods=["GET"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(RequestTimer)], lifespan=lifespan)

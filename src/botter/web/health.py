@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 
+from botter.metrics import DB_POOL_CONNECTIONS
+from botter.telegram.breaker import Breaker
 from botter.web.ingest import Pool
 
 log = logging.getLogger("botter.web")
@@ -29,8 +31,20 @@ async def health(request: Request) -> Response:
     return _json(200, {"status": "ok"})
 
 
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+class Metrics:
+    """`GET /metrics`: the process's registry, with the pool's state read at scrape time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def handle(self, request: Request) -> Response:
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        DB_POOL_CONNECTIONS.labels("in_use").set(size - idle)
+        DB_POOL_CONNECTIONS.labels("idle").set(idle)
+        DB_POOL_CONNECTIONS.labels("waiting").set(stats.get("requests_waiting", 0))
+        body = generate_latest(REGISTRY)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def readiness_verdict(postgres_ok: bool, redis_ok: bool) -> tuple[str, int]:
@@ -79,9 +93,10 @@ async def probe(name: str, check: Callable[[], Awaitable[object]]) -> dict[str, 
 class Readiness:
     """`GET /ready`: can this instance do its work right now?"""
 
-    def __init__(self, pool: Pool, redis: "Redis") -> None:
+    def __init__(self, pool: Pool, redis: "Redis", breaker: Breaker) -> None:
         self._pool = pool
         self._redis = redis
+        self._breaker = breaker
 
     async def handle(self, request: Request) -> Response:
         postgres, redis = await asyncio.gather(
@@ -90,9 +105,18 @@ class Readiness:
         status, http_status = readiness_verdict(
             postgres["status"] == "ok", redis["status"] == "ok"
         )
-        return _json(
-            http_status, {"status": status, "checks": {"postgres": postgres, "redis": redis}}
-        )
+        checks = {"postgres": postgres, "redis": redis}
+        if redis["status"] == "ok":
+            checks["telegram"] = await self._telegram()
+        return _json(http_status, {"status": status, "checks": checks})
+
+    async def _telegram(self) -> dict[str, Any]:
+        """Open breakers mean Telegram fails for some bots: their work waits in the queue.
+        Reported, but no reason to take this instance out of rotation."""
+        open_bots = await self._breaker.open_bots()
+        if open_bots is None:
+            return {"status": "unknown"}
+        return {"status": "degraded" if open_bots else "ok", "open_breakers": open_bots}
 
     async def _ping_postgres(self) -> None:
         async with self._pool.connection(timeout=CHECK_TIMEOUT_S) as connection:

@@ -34,6 +34,7 @@ from botter.metrics import (
     INGEST_BATCHES_FAILED,
     UPDATES_RECEIVED,
 )
+from botter.ratelimit import RateLimiter
 from botter.telegram.lanes import lane_of
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
@@ -43,6 +44,7 @@ log = logging.getLogger("botter.web")
 SECRET_HEADER: Final = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 MAX_BATCH: Final = 256
 MAX_WAIT_S: Final = 0.002
+WRITE_TIMEOUT_S: Final = 10.0
 SECRET_TTL_S: Final = 30.0
 MAX_CACHED_BOTS: Final = 50_000
 BIGINT_MAX: Final = 2**63 - 1
@@ -203,7 +205,10 @@ class IngestBatcher:
         )
         # The pool's connections are in autocommit mode: this one statement is its own
         # transaction, and PostgreSQL answers it only after the commit.
-        async with self._pool.connection() as connection:
+        # A deadline, so a PostgreSQL that stopped answering turns into 503s (Telegram
+        # retries) instead of requests piling up; if the commit landed after all, the
+        # retried delivery is a duplicate and a no-op.
+        async with asyncio.timeout(WRITE_TIMEOUT_S), self._pool.connection() as connection:
             cursor = await connection.execute(_INSERT_SQL, columns)
             return {(int(bot_id), int(update_id)) for bot_id, update_id in await cursor.fetchall()}
 
@@ -355,11 +360,18 @@ class WebhookIngest:
     """`POST /webhook/telegram/{bot_id}`: Telegram's deliveries, recorded before the 200."""
 
     def __init__(
-        self, bot_secrets: BotSecrets, batcher: IngestBatcher, body_limit_bytes: int
+        self,
+        bot_secrets: BotSecrets,
+        batcher: IngestBatcher,
+        body_limit_bytes: int,
+        auth_failures: RateLimiter | None = None,
     ) -> None:
         self._secrets = bot_secrets
         self._batcher = batcher
         self._body_limit_bytes = body_limit_bytes
+        # Counted per client address, only when a request fails authentication: Telegram
+        # never does, so only someone guessing secrets or bot ids is ever slowed down.
+        self._auth_failures = auth_failures
         # Unknown bots are compared against this, so their answer takes as long as a wrong
         # secret's.
         self._dummy_digest = secret_digest(secrets.token_urlsafe(32))
@@ -369,7 +381,7 @@ class WebhookIngest:
         try:
             bot = await self._authenticate(bot_id, request.headers.get(SECRET_HEADER))
             if bot is None or bot_id is None:
-                return self._reject(401, "unauthorized")
+                return await self._unauthorized(request)
             body = await read_capped(request, self._body_limit_bytes)
             if body is None:
                 return self._reject(413, "body too large")
@@ -396,6 +408,23 @@ class WebhookIngest:
         UPDATES_RECEIVED.labels(outcome).inc()
         log.debug("update.received bot_id=%d update_id=%d outcome=%s", bot_id, update_id, outcome)
         return _answer(200, b"{}")
+
+    async def _unauthorized(self, request: Request) -> Response:
+        """401, or 429 once this address has failed too often (the client as the trusted
+        proxies report it)."""
+        if self._auth_failures is not None:
+            client = request.client.host if request.client else "unknown"
+            verdict = await self._auth_failures.hit(client)
+            if not verdict.allowed:
+                UPDATES_RECEIVED.labels("rejected").inc()
+                retry_after = str(max(1, round(verdict.retry_after_s)))
+                return Response(
+                    orjson.dumps({"error": "too many failed attempts"}),
+                    status_code=429,
+                    media_type="application/json",
+                    headers={"Retry-After": retry_after},
+                )
+        return self._reject(401, "unauthorized")
 
     @staticmethod
     def _reject(status: int, message: str) -> Response:
