@@ -26,7 +26,9 @@ def test_metrics_after_a_purchase_count_it_and_carry_no_ids(shop: Shop) -> None:
     def counted() -> dict[str, float] | None:
         samples = scrape(worker_url)
         done = samples.get('botter_updates_processed_total{outcome="done"}', 0)
-        return samples if done and "botter_inbox_pending" in samples else None
+        # Queue gauges come from the leader, which may have changed hands a moment ago.
+        sampled = 'botter_jobs_queued{queue="urgent"}' in samples
+        return samples if done and sampled else None
 
     worker = eventually(counted, timeout_s=60, what="the worker's metrics")
     web = scrape(f"{shop.stack.web_url}/metrics")

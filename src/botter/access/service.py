@@ -366,3 +366,25 @@ async def chats_with_access(
         .order_by(access_grants.c.managed_chat_id)
     )
     return [int(chat_id) for chat_id in (await conn.execute(query)).scalars()]
+
+
+async def removal_cause(
+    conn: AsyncConnection, managed_chat_id: int, subscriber_id: int | None
+) -> str:
+    """Why someone without access is being removed, from what happened to their access:
+    "refunded", "expired", or "joined" (never had any). The job that removes them may
+    have been queued for another reason (the sweeper, a join) a moment before."""
+    if subscriber_id is None:
+        return "joined"
+    query = (
+        select(access_events.c.kind)
+        .where(
+            access_events.c.managed_chat_id == managed_chat_id,
+            access_events.c.subscriber_id == subscriber_id,
+            access_events.c.kind.in_(("access.granted", "access.refunded")),
+        )
+        .order_by(access_events.c.id.desc())
+        .limit(1)
+    )
+    last = (await conn.execute(query)).scalar_one_or_none()
+    return {"access.refunded": "refunded", "access.granted": "expired"}.get(last or "", "joined")

@@ -279,9 +279,12 @@ async def enforce(runtime: Runtime, conn: AsyncConnection, job: Job) -> None:
 
 
 async def enforce_access(
-    runtime: Runtime, conn: AsyncConnection, managed_chat_id: int, user_id: int, reason: str
+    runtime: Runtime, conn: AsyncConnection, managed_chat_id: int, user_id: int, trigger: str
 ) -> None:
-    """Remove the person if, right now and under their lock, they may not be in the chat."""
+    """Remove the person if, right now and under their lock, they may not be in the chat.
+
+    `trigger` says what queued the check (a join, an expiry, a refund, the sweeper); the
+    reason given to the person is worked out from their access, under the same lock."""
     chat = await access.managed_chat_by_id(conn, managed_chat_id)
     if chat is None:
         return
@@ -309,9 +312,10 @@ async def enforce_access(
         raise outcome_of(error) from None
     await access.record_member(conn, chat, user_id, "left")
     subscriber_id = await access.subscriber_id_of(conn, chat.bot_id, user_id)
+    reason = await access.removal_cause(conn, chat.id, subscriber_id)
     await access.audit(
         conn, chat.creator_id, "access.revoked", subscriber_id=subscriber_id,
-        managed_chat_id=chat.id, user_id=user_id, reason=reason,
+        managed_chat_id=chat.id, user_id=user_id, reason=reason, trigger=trigger,
     )  # fmt: skip
     ACCESS_CHANGES.labels("revoked").inc()
     logger.info("access.revoked managed_chat_id=%s reason=%s", chat.id, reason)
