@@ -44,6 +44,8 @@ log = logging.getLogger("botter.web")
 SECRET_HEADER: Final = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 MAX_BATCH: Final = 256
 MAX_WAIT_S: Final = 0.002
+# Event-loop turns without a new arrival after which a batch stops waiting for more.
+QUIET_TURNS: Final = 3
 WRITE_TIMEOUT_S: Final = 10.0
 SECRET_TTL_S: Final = 30.0
 MAX_CACHED_BOTS: Final = 50_000
@@ -99,8 +101,9 @@ _Entry = tuple[InboxRow, "asyncio.Future[bool]"]
 class IngestBatcher:
     """Collects concurrent inbox rows and writes each batch as one statement.
 
-    A batch closes when it holds `max_batch` rows or `max_wait_s` after its first row,
-    whichever comes first; up to `max_in_flight` batches are written at the same time.
+    A batch closes when it holds `max_batch` rows, when a few event-loop turns bring no
+    new row, or `max_wait_s` after its first row, whichever comes first; up to
+    `max_in_flight` batches are written at the same time.
     While every writer is busy, rows keep gathering, so batches grow with the load.
     """
 
@@ -123,7 +126,6 @@ class IngestBatcher:
 
     def start(self) -> None:
         self._arrived = asyncio.Event()
-        self._full = asyncio.Event()
         self._slots = asyncio.Semaphore(self._max_in_flight)
         self._collector = asyncio.create_task(self._collect(), name="botter.ingest.collect")
         self._collector.add_done_callback(self._collector_done)
@@ -135,8 +137,6 @@ class IngestBatcher:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
         self._arrived.set()
-        if len(self._pending) >= self._max_batch:
-            self._full.set()
         return await future
 
     async def close(self) -> None:
@@ -145,7 +145,6 @@ class IngestBatcher:
         if self._collector is None:
             return
         self._arrived.set()
-        self._full.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._collector
         if self._writes:
@@ -170,14 +169,27 @@ class IngestBatcher:
                 return []
             self._arrived.clear()
             await self._arrived.wait()
-        if len(self._pending) < self._max_batch and not self._closing:
-            self._full.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._max_wait_s):
-                    await self._full.wait()
+        await self._gather_more()
         batch = self._pending[: self._max_batch]
         del self._pending[: self._max_batch]
         return batch
+
+    async def _gather_more(self) -> None:
+        """Let the batch grow while requests keep arriving, up to max_wait_s.
+
+        Requests that reached the server together are being parsed right now; waiting a few
+        loop turns lets them join. Once a turn brings nothing new, waiting longer would only
+        keep the ones here from their commit.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_wait_s
+        quiet_turns = 0
+        while len(self._pending) < self._max_batch and not self._closing:
+            seen = len(self._pending)
+            await asyncio.sleep(0)
+            quiet_turns = quiet_turns + 1 if len(self._pending) == seen else 0
+            if quiet_turns >= QUIET_TURNS or loop.time() >= deadline:
+                return
 
     async def _write(self, batch: list[_Entry]) -> None:
         stored: set[tuple[int, int]] | None = None
