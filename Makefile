@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
 
-# nginx, HAProxy and ip(8) are driven for real by the tests; installed here when missing.
+# nginx, HAProxy, ip(8) and promtool are driven for real by the tests; installed when missing.
 system-packages:
 	bash scripts/ensure-system-packages
 
