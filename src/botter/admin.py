@@ -218,7 +218,8 @@ async def list_subscriptions(runtime: Runtime, bot_id: int) -> list[dict[str, An
         .where(subscribers.c.bot_id == bot_id)
         .order_by(access_grants.c.id)
     )
-    async with runtime.engine.connect() as conn:
+    # A listing may be seconds stale: it is read from the replica when there is one.
+    async with runtime.reader().connect() as conn:
         rows = (await conn.execute(query)).all()
     return [
         {
@@ -244,7 +245,7 @@ async def list_payments(runtime: Runtime, bot_id: int) -> list[dict[str, Any]]:
         .where(payments.c.bot_id == bot_id)
         .order_by(payments.c.id)
     )
-    async with runtime.engine.connect() as conn:
+    async with runtime.reader().connect() as conn:
         rows = (await conn.execute(query)).all()
     return [
         {

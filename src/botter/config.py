@@ -6,7 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     database_url: str | None = None
+    # A streaming replica for reads that may be seconds stale (listings); never the money path.
+    database_replica_url: str | None = None
     redis_url: str | None = None
     telegram_api_url: str = TELEGRAM_API_URL
     public_url: str | None = None
@@ -36,6 +38,11 @@ class Settings(BaseSettings):
     invite_link_ttl_s: int = Field(24 * 3600, ge=60)
     default_reminder_offsets: Annotated[tuple[int, ...], NoDecode] = (3 * 86400, 86400)
     sweep_interval_s: float = Field(5.0, gt=0)
+    # How often the leader asks Telegram about every bot's webhook (getWebhookInfo).
+    bot_health_interval_s: float = Field(60.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json for log collectors, console for people; auto picks console on a terminal.
+    log_format: Literal["auto", "json", "console"] = "auto"
     # Inbox consumers and job runners each; a worker holds up to twice this many
     # connections in transactions at once (see docs/scaling.md).
     worker_concurrency: int = Field(4, ge=1, le=64)
@@ -101,7 +108,7 @@ class Settings(BaseSettings):
             return tuple(parse_duration_s(part) for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_replica_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
         if value and not value.startswith(("postgresql://", "postgres://", "postgresql+")):
@@ -119,8 +126,10 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_only(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis:// URL")
+        if value:
+            from botter.redis_client import parse_redis_url
+
+            parse_redis_url(value)  # ValueError saying what is wrong
         return value
 
     @cached_property

@@ -63,7 +63,7 @@ def web_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
 
 
 async def serve_forever(settings: Settings, host: str, port: int) -> None:
-    configure_logging()
+    configure_logging(settings.log_level, settings.log_format)
     engines = resolve_engines(settings)
     stop = stop_event()
     server = web_server(engines.settings, host, port)
@@ -82,7 +82,7 @@ async def serve_forever(settings: Settings, host: str, port: int) -> None:
 
 
 async def work_forever(settings: Settings) -> None:
-    configure_logging()
+    configure_logging(settings.log_level, settings.log_format)
     engines = resolve_engines(settings)
     from botter.worker import Worker  # aiogram and the handlers: the web service needs neither
 
@@ -124,7 +124,7 @@ async def start_sandbox() -> tuple[uvicorn.Server, asyncio.Task[None], str]:
 
 
 async def run_all(settings: Settings, port: int, with_sandbox: bool, demo: bool) -> None:
-    configure_logging()
+    configure_logging(settings.log_level, settings.log_format)
     stop = stop_event()
     engines = resolve_engines(settings)
     settings = engines.settings

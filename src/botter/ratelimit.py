@@ -10,21 +10,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisSentinelStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from botter.errors import BotterError
+from botter.redis_client import parse_redis_url
 from botter.shared_state import RedisGuard
 
 logger = logging.getLogger("botter.ratelimit")
 
 KEY_PREFIX: Final = "botter:limit"
+LIMITS_TIMEOUT_S: Final = 1.0
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -40,14 +42,28 @@ class Verdict:
 
 
 def limits_storage(redis_url: str) -> RedisStorage:
-    """`limits`' asynchronous Redis storage on redis-py, for the same server as REDIS_URL."""
+    """`limits`' asynchronous Redis storage on redis-py, for the same Redis as REDIS_URL:
+    one server, a Sentinel service's master, or a Cluster."""
+    target = parse_redis_url(redis_url)
+    options: dict[str, Any] = {"key_prefix": KEY_PREFIX, "socket_timeout": LIMITS_TIMEOUT_S}
+    if target.kind == "cluster":
+        return RedisClusterStorage(
+            f"async+redis+cluster://{target.locations()}",
+            implementation="redispy", **target.credentials(), **options,
+        )  # fmt: skip
+    if target.kind == "sentinel":
+        # The windows are read where they are written: a replica's copy may lag.
+        return RedisSentinelStorage(
+            f"async+redis+sentinel://{target.locations()}",
+            implementation="redispy", service_name=target.service_name, use_replicas=False,
+            sentinel_kwargs=target.sentinel_kwargs(LIMITS_TIMEOUT_S), db=target.db,
+            **target.credentials(), **options,
+        )  # fmt: skip
     scheme, _, rest = redis_url.partition("://")
     uri = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}[
         scheme
     ] + f"://{rest}"
-    storage = storage_from_string(
-        uri, implementation="redispy", key_prefix=KEY_PREFIX, socket_timeout=1.0
-    )
+    storage = storage_from_string(uri, implementation="redispy", **options)
     assert isinstance(storage, RedisStorage)
     return storage
 

@@ -15,6 +15,7 @@ from botter.db.engine import make_engine
 from botter.db.schema import bots
 from botter.errors import BotterError
 from botter.ratelimit import RateLimiter, limits_storage
+from botter.redis_client import connect_redis
 from botter.shared_state import RedisGuard
 from botter.telegram.breaker import Breaker, BreakerSettings
 from botter.telegram.client import TelegramClient
@@ -61,6 +62,8 @@ class Runtime:
     keyring: Keyring
     telegram: TelegramClient
     limits: Limits
+    # DATABASE_REPLICA_URL's engine, for reads that may be seconds stale; see reader().
+    replica_engine: AsyncEngine | None = None
     # bot id → (monotonic deadline, token): a token changed by `botter bot add` on another
     # process is picked up within TOKEN_TTL_S.
     _tokens: dict[int, tuple[float, str]] = field(default_factory=dict)
@@ -72,11 +75,8 @@ class Runtime:
     def start(cls, settings: Settings) -> "Runtime":
         if not settings.database_url or not settings.redis_url:
             raise BotterError("DATABASE_URL and REDIS_URL must be resolved before starting")
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-            max_connections=settings.redis_max_connections,
+        redis = connect_redis(
+            settings.redis_url, timeout_s=1.0, max_connections=settings.redis_max_connections
         )
         breaker = Breaker(
             redis,
@@ -94,12 +94,25 @@ class Runtime:
             keyring=Keyring(settings.keys_or_generated()),
             telegram=TelegramClient(settings.telegram_api_url, Pacer(redis), breaker=breaker),
             limits=Limits.from_settings(settings),
+            replica_engine=(
+                make_engine(settings.database_replica_url, settings.db_pool_size)
+                if settings.database_replica_url
+                else None
+            ),
         )
 
     async def close(self) -> None:
         await self.telegram.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
+        if self.replica_engine is not None:
+            await self.replica_engine.dispose()
+
+    def reader(self) -> AsyncEngine:
+        """Where reads that may be seconds stale go: the replica when DATABASE_REPLICA_URL is
+        set, else the primary. Only listings use it; whatever decides about money or access
+        reads through `engine`, which sees every commit."""
+        return self.replica_engine or self.engine
 
     async def token(self, conn: AsyncConnection, bot_id: int) -> str:
         """The bot's token, decrypted at most once per TOKEN_TTL_S."""

@@ -12,12 +12,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 T = TypeVar("T")
 
-# What an unreachable, failing or overloaded Redis looks like from a client.
-REDIS_ERRORS = (RedisError, TimeoutError, OSError)
+# What an unreachable, failing or overloaded Redis looks like from a client. redis-py's
+# Cluster client reports a cluster it cannot reach with an exception outside RedisError.
+REDIS_ERRORS = (RedisError, RedisClusterException, TimeoutError, OSError)
 
 
 class RedisGuard:

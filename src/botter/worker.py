@@ -21,6 +21,7 @@ from botter.jobs import housekeeping
 from botter.jobs.queue import JobRunner, enqueue
 from botter.jobs.tasks import job_handlers
 from botter.runtime import Runtime
+from botter.telegram import health as bot_health
 from botter.telegram.inbox import InboxConsumer
 from botter.telegram.polling import LONG_POLL_S, poll_once
 
@@ -102,7 +103,7 @@ class Worker:
 
     async def _while_leader(self, lock_conn: psycopg.AsyncConnection[object]) -> None:
         pollers: dict[int, asyncio.Task[None]] = {}
-        next_chores = 0.0
+        next_chores = next_bot_check = 0.0
         try:
             while True:
                 await lock_conn.execute("SELECT 1")  # the lock lives as long as this connection
@@ -112,6 +113,9 @@ class Worker:
                     await housekeeping.sample(self.runtime)
                     await housekeeping.prune(self.runtime.engine)
                     next_chores = time.monotonic() + CHORES_INTERVAL_S
+                if time.monotonic() >= next_bot_check:
+                    await bot_health.check_bots(self.runtime)
+                    next_bot_check = time.monotonic() + self.runtime.settings.bot_health_interval_s
                 await asyncio.sleep(self.runtime.settings.sweep_interval_s)
         finally:
             for task in pollers.values():

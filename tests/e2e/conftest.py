@@ -122,6 +122,7 @@ def running_stack(
         "BOTTER_SECRET_KEYS": SECRET_KEY,
         "BOTTER_DATA_DIR": str(log_dir / "data"),
         "SWEEP_INTERVAL_S": "1",
+        "BOT_HEALTH_INTERVAL_S": "2",
         "WORKER_METRICS_PORT": str(free_port()),
         **extra_env,
     }

@@ -221,3 +221,27 @@ def test_a_restricted_person_outside_the_chat_is_not_counted_as_present(shop: Sh
     assert status == "left"
     time.sleep(1)
     assert shop.calls("banChatMember") == []
+
+
+def test_a_revoked_token_is_flagged_for_the_creator_and_cleared_by_bot_add(shop: Shop) -> None:
+    shop.fault(method="getWebhookInfo", error_code=401, description="Unauthorized", times=1)
+
+    def status() -> str:
+        return str(shop.stack.scalar("SELECT status FROM bots WHERE id = :bot", bot=shop.bot_id))
+
+    eventually(lambda: status() == "unauthorized", what="the bot flagged")
+    problem = shop.stack.scalar(
+        "SELECT detail FROM bot_problems WHERE bot_id = :bot AND kind = 'bot.unauthorized'",
+        bot=shop.bot_id,
+    )
+    assert "botter bot add" in problem
+    assert shop.token not in problem
+
+    async def add_again(runtime: Runtime) -> dict[str, Any]:
+        creator_id = shop.stack.scalar(
+            "SELECT creator_id FROM bots WHERE id = :bot", bot=shop.bot_id
+        )
+        return await admin.add_bot(runtime, shop.token, creator_id)
+
+    shop.stack.run(add_again)
+    assert status() == "active"

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,7 @@ from botter.crypto import Keyring
 from botter.db.engine import libpq_url
 from botter.metrics import HTTP_REQUEST_DURATION_SECONDS
 from botter.ratelimit import RateLimiter, limits_storage
+from botter.redis_client import connect_redis
 from botter.telegram.breaker import Breaker
 from botter.web.health import Metrics, Readiness, health
 from botter.web.ingest import BotSecrets, IngestBatcher, Pool, WebhookIngest
@@ -60,6 +62,42 @@ class RequestTimer:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"] if scope["method"] in _METHODS else "other"
             HTTP_REQUEST_DURATION_SECONDS.labels(route, method, str(status)).observe(
+                time.perf_counter() - started_s
+            )
+
+
+WEBHOOK_PREFIX: Final = "/webhook/telegram/"
+WEBHOOK_ROUTE: Final = WEBHOOK_PREFIX + "{bot_id}"
+
+
+class WebhookFastPath:
+    """Sends webhook deliveries straight to the ingest handler, past the router and the
+    middleware stack: on the hottest path they cost about a fifth of the CPU per request.
+    Everything else goes to the Starlette app. Timing and labels are the same as
+    RequestTimer's, so the metrics do not tell the two apart."""
+
+    def __init__(self, app: ASGIApp, webhook: WebhookIngest) -> None:
+        self.app = app
+        self.webhook = webhook
+        self._observe = HTTP_REQUEST_DURATION_SECONDS.labels
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(WEBHOOK_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST" or "/" in path[len(WEBHOOK_PREFIX) :]:
+            await self.app(scope, receive, send)  # the router answers 405 or 404
+            return
+        started_s = time.perf_counter()
+        scope["path_params"] = {"bot_id": path[len(WEBHOOK_PREFIX) :]}
+        status = 500
+        try:
+            response = await self.webhook.handle(Request(scope, receive))
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            self._observe(WEBHOOK_ROUTE, "POST", str(status)).observe(
                 time.perf_counter() - started_s
             )
 
@@ -113,12 +151,10 @@ def _pool(database_url: str, size: int) -> Pool:
 
 
 def _redis(redis_url: str) -> "Redis":
-    return Redis.from_url(
-        redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
+    return connect_redis(redis_url, timeout_s=REDIS_TIMEOUT_S)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
     """The web app; its lifespan opens and closes the database pool, Redis and the batcher."""
     if not settings.database_url or not settings.redis_url:
         raise SettingsError("the web service needs DATABASE_URL and REDIS_URL")
@@ -155,4 +191,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/ready", Readiness(pool, redis, Breaker(redis)).handle, methods=["GET"]),
         Route("/metrics", Metrics(pool).handle, methods=["GET"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(RequestTimer)], lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=[Middleware(RequestTimer)], lifespan=lifespan)
+    # The lifespan and everything but deliveries still run through the Starlette app.
+    return WebhookFastPath(app, webhook)
