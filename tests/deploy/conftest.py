@@ -17,8 +17,7 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from botter.crypto import Keyring
 from botter.db.engine import libpq_url
 from botter.web.ingest import SECRET_HEADER
-from tests.conftest import free_port, stop, wait_until_healthy
+from tests.conftest import eventually, free_port, stop, wait_until_healthy
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DEPLOY: Final = REPO / "deploy"
@@ -48,18 +47,6 @@ WEBHOOK_ROUTE: Final = "/webhook/telegram/{bot_id}"
 # No test registers bot 1: the app answers its deliveries 401 after a cached lookup, which
 # is a cheap way to make each instance count a request under a known route.
 WEBHOOK_PATH: Final = "/webhook/telegram/1"
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 20, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
 
 
 def directives(text: str) -> str:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,23 +24,11 @@ from botter import admin
 from botter.config import load_settings
 from botter.db.engine import sqlalchemy_url
 from botter.runtime import Runtime
-from tests.conftest import free_port, stop, wait_until_healthy
+from tests.conftest import eventually, free_port, stop, wait_until_healthy
 from tests.sandbox.conftest import Telegram, unique
 
 SECRET_KEY = "e2e-secret-key-0123456789-abcdefghijklmnop"
 T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T | None], timeout_s: float = 30, what: str = "") -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Any
 
 from botter import admin
 from botter.runtime import Runtime
+from botter.sandbox.members import RESTRICTED_PERMISSIONS
 from botter.telegram import texts
 from tests.e2e.conftest import Shop, Stack, eventually
 from tests.e2e.test_money import KEYRING, webhook_post
@@ -168,30 +169,12 @@ def test_a_restricted_person_outside_the_chat_is_not_counted_as_present(shop: Sh
     shop.add_plan("Monthly", 5, period_s=30 * 86400)
     user = {"id": 4_300_000_001, "is_bot": False, "first_name": "Rae"}
     chat = {"id": shop.chat_id, "type": "channel", "title": "Premium"}
-    rights = [
-        "can_send_messages",
-        "can_send_audios",
-        "can_send_documents",
-        "can_send_photos",
-        "can_send_videos",
-        "can_send_video_notes",
-        "can_send_voice_notes",
-        "can_send_polls",
-        "can_send_other_messages",
-        "can_add_web_page_previews",
-        "can_react_to_messages",
-        "can_edit_tag",
-        "can_change_info",
-        "can_invite_users",
-        "can_pin_messages",
-        "can_manage_topics",
-    ]
     restricted_outside = {
         "status": "restricted",
         "user": user,
         "is_member": False,
         "until_date": 0,
-        **dict.fromkeys(rights, False),
+        **dict.fromkeys(RESTRICTED_PERMISSIONS, False),
     }
     update_id = 710_000_000 + int(time.time()) % 1_000_000
     update = {

@@ -11,7 +11,7 @@ from botter.sandbox.world import (
     User,
 )
 
-_RESTRICTED_PERMISSIONS = (
+RESTRICTED_PERMISSIONS = (
     "can_send_messages",
     "can_send_audios",
     "can_send_documents",
@@ -52,6 +52,6 @@ def chat_member_api(
         return {**base, "until_date": membership.until_date}
     if status == "restricted":
         assert membership is not None
-        permissions = dict.fromkeys(_RESTRICTED_PERMISSIONS, False)
+        permissions = dict.fromkeys(RESTRICTED_PERMISSIONS, False)
         return {**base, "is_member": True, **permissions, "until_date": membership.until_date}
     return base
