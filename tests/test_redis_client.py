@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import pytest
 import redis
@@ -26,10 +26,8 @@ from botter.redis_client import SentinelMaster, connect_redis, parse_redis_url
 from botter.runtime import Runtime
 from botter.telegram.breaker import Breaker, BreakerSettings, CircuitOpen
 from botter.telegram.pacing import PaceLimits, Pacer
-from tests.conftest import free_port, stop
+from tests.conftest import eventually, free_port, stop
 from tests.web.conftest import serve, web_settings
-
-T = TypeVar("T")
 
 REDIS_SERVER: Final = EmbeddedRedis.binary()
 REDIS_CLI: Final = REDIS_SERVER.with_name("redis-cli")
@@ -40,16 +38,6 @@ SECRET_KEY: Final = "redis-client-tests-secret-key-0123456789"
 FAST: Final = BreakerSettings(failure_threshold=3, open_s=5, max_open_s=10, close_after=2)
 # A group chat spends three buckets at once: the bot's, the chat's and the group's.
 GROUP_CHAT: Final = -1001234567890
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout_s: float = 15) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.05)
 
 
 def new_bot_id() -> int:
@@ -71,7 +59,7 @@ def cluster_port() -> int:
         lambda: next(
             (port for port in [free_port()] if port <= 55535 and port_free(port + 10000)), None
         ),
-        "a port for a cluster node",
+        what="a port for a cluster node",
     )
 
 
@@ -90,7 +78,7 @@ def start_redis(
             stdout=log,
             stderr=log,
         )  # fmt: skip
-    eventually(lambda: port_open(port) or process.poll() is not None, f"redis on {port}")
+    eventually(lambda: port_open(port) or process.poll() is not None, what=f"redis {port}")
     assert process.poll() is None, (directory / "redis.log").read_text()
     return port, process
 
@@ -148,7 +136,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     lambda node=node: (
                         b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO")
                     ),
-                    f"cluster state ok on {port}",
+                    what=f"cluster state ok on {port}",
                 )
         yield Cluster(f"redis+cluster://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}", ports)
     finally:
@@ -479,7 +467,7 @@ async def wait_for_replica_known(setup: SentinelSetup) -> None:
             for fields in replicas
         )
 
-    await asyncio.to_thread(eventually, in_sync, "the sentinel to see the replica in sync", 20)
+    await asyncio.to_thread(eventually, in_sync, 20, "the sentinel to see the replica in sync")
 
 
 async def retry_until(command: Callable[[], Any], timeout_s: float = 10) -> None:

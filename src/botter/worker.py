@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from sqlalchemy import select, text
@@ -99,6 +101,9 @@ class Worker:
                         await self._while_leader(conn)
             except psycopg.Error:
                 logger.warning("worker.leader_lost")
+            except Exception:
+                # Leadership must outlive any bug in a chore: give it up and take it again.
+                logger.exception("worker.leader_failed")
             await asyncio.sleep(2)
 
     async def _while_leader(self, lock_conn: psycopg.AsyncConnection[object]) -> None:
@@ -107,19 +112,29 @@ class Worker:
         try:
             while True:
                 await lock_conn.execute("SELECT 1")  # the lock lives as long as this connection
-                await self.sweep()
-                await self._keep_pollers(pollers)
+                await self._chore("sweep", self.sweep())
+                await self._chore("pollers", self._keep_pollers(pollers))
                 if time.monotonic() >= next_chores:
-                    await housekeeping.sample(self.runtime)
-                    await housekeeping.prune(self.runtime.engine)
+                    await self._chore("metrics", housekeeping.sample(self.runtime))
+                    await self._chore("prune", housekeeping.prune(self.runtime.engine))
                     next_chores = time.monotonic() + CHORES_INTERVAL_S
                 if time.monotonic() >= next_bot_check:
-                    await bot_health.check_bots(self.runtime)
+                    await self._chore("bot_health", bot_health.check_bots(self.runtime))
                     next_bot_check = time.monotonic() + self.runtime.settings.bot_health_interval_s
                 await asyncio.sleep(self.runtime.settings.sweep_interval_s)
         finally:
             for task in pollers.values():
                 task.cancel()
+
+    async def _chore(self, name: str, work: Coroutine[Any, Any, object]) -> None:
+        """Run one of the leader's chores; a failing one is logged and the others go on
+        (the sweep must not stop because, say, one bot's health check hit a bug)."""
+        try:
+            await work
+        except psycopg.Error:
+            raise  # the lock connection may be gone: let _lead find out
+        except Exception:
+            logger.exception("worker.chore_failed chore=%s", name)
 
     async def sweep(self) -> int:
         """The safety net: anyone still present after their access ended gets removed."""

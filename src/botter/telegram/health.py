@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from botter.access import service as access
 from botter.db.schema import bots
+from botter.errors import BotterError
 from botter.metrics import (
     BOT_WEBHOOK_ERROR_AGE_SECONDS_MIN,
     BOT_WEBHOOK_PENDING_UPDATES_MAX,
@@ -68,7 +69,8 @@ async def check_bot(runtime: Runtime, bot_id: int, creator_id: int) -> WebhookHe
     except TelegramUnauthorized:
         await flag_unauthorized(runtime, bot_id, creator_id)
         return None
-    except TelegramError as error:
+    except (TelegramError, BotterError) as error:
+        # Telegram failing, or a token no key in BOTTER_SECRET_KEYS opens: nothing to learn.
         logger.info("bot.health_unknown bot_id=%s error=%s", bot_id, type(error).__name__)
         return None
     last_error = info.get("last_error_date")

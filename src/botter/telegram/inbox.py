@@ -7,8 +7,6 @@ the handlers changed. A failure rolls the handlers back and schedules a retry wi
 backoff; after MAX_ATTEMPTS the update is dead and its lane moves on.
 """
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botter.db.schema import update_inbox
+from botter.jobs.queue import ConsumerPool
 from botter.metrics import UPDATE_LAG_SECONDS, UPDATES_PROCESSED
 from botter.runtime import Runtime
 from botter.telegram.context import UpdateContext
@@ -78,42 +77,26 @@ def make_dispatcher() -> Dispatcher:
     return dispatcher
 
 
-class InboxConsumer:
+class InboxConsumer(ConsumerPool):
+    """Processes recorded updates, in order per lane, with a few concurrent consumers."""
+
+    claim_failed_event = "inbox.claim_failed"
+
     def __init__(self, runtime: Runtime, *, concurrency: int = 4, poll_interval_s: float = 0.5):
+        super().__init__(concurrency=concurrency, poll_interval_s=poll_interval_s)
         self.runtime = runtime
         self.dispatcher = make_dispatcher()
-        self.concurrency = concurrency
-        self.poll_interval_s = poll_interval_s
-        self.wakeup = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._bots: dict[int, Bot] = {}
 
     async def run(self) -> None:
-        consumers = [asyncio.create_task(self._consume()) for _ in range(self.concurrency)]
         try:
-            await self._stopping.wait()
+            await super().run()
         finally:
-            for consumer in consumers:
-                consumer.cancel()
-            await asyncio.gather(*consumers, return_exceptions=True)
             for bot in self._bots.values():
                 await bot.session.close()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def _consume(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                processed = await self.process_one()
-            except Exception:
-                logger.exception("inbox.claim_failed")
-                processed = False
-                await asyncio.sleep(1)
-            if not processed:
-                self.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), self.poll_interval_s)
+    async def take_one(self) -> bool:
+        return await self.process_one()
 
     async def process_one(self) -> bool:
         """Claim and process one update; False when none is ready."""
