@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import free_port
 from tests.deploy.conftest import (
     DEPLOY,
+    MAIN_CONF,
     NGINX,
     WEBHOOK_PATH,
     Bot,
@@ -42,26 +43,6 @@ from tests.deploy.conftest import (
 
 SHIPPED: Final = DEPLOY / "nginx" / "botter.conf"
 INTERNAL_PATHS: Final = ("/health", "/ready", "/metrics")
-
-# The main nginx.conf an operator's distribution provides, reduced to what running in a
-# temporary directory needs. The shipped file goes inside `http { }`, as in conf.d/.
-MAIN_CONF: Final = """\
-daemon off;
-worker_processes 1;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/conf.d/botter.conf;
-}}
-"""
 
 
 def nginx_t(prefix: Path, conf: Path) -> str:

@@ -37,6 +37,7 @@ from botter.db.engine import libpq_url
 from tests.conftest import free_port
 from tests.deploy.conftest import (
     DEPLOY,
+    MAIN_CONF,
     NGINX,
     SECRET_KEY,
     WEBHOOK_ROUTE,
@@ -54,25 +55,6 @@ from tests.deploy.conftest import (
 
 SHIPPED: Final = DEPLOY / "nginx" / "botter.conf"
 
-# The distribution's main nginx.conf, reduced to what a temporary prefix needs; the
-# shipped file goes inside `http { }`, as in /etc/nginx/conf.d/.
-MAIN_CONF: Final = """\
-daemon off;
-worker_processes 1;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/conf.d/botter.conf;
-}}
-"""
 
 DRILL_LIMIT_S: Final = 60.0
 PHASE_S: Final = 1.5  # load on each arrangement of the upstream
