@@ -341,9 +341,10 @@ def test_plan_add_refuses_bad_values_cleanly(
     assert cli.rows("SELECT count(*) AS n FROM plans")[0].n == before
 
 
-def test_a_fresh_bot_has_no_subscriptions_and_no_payments(cli: Cli, shop: Shop) -> None:
+def test_a_fresh_bot_has_no_subscriptions_payments_or_problems(cli: Cli, shop: Shop) -> None:
     assert cli.json("subscriptions", "list", "--bot", str(shop.bot_id)) == []
     assert cli.json("payments", "list", "--bot", str(shop.bot_id)) == []
+    assert cli.json("problems", "list", "--bot", str(shop.bot_id)) == []
 
 
 def test_lists_without_json_say_none(cli: Cli, shop: Shop) -> None:

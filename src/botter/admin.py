@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from botter.access.decisions import has_access
 from botter.db.schema import (
     access_grants,
+    bot_problems,
     bots,
     creators,
     managed_chats,
@@ -253,6 +254,32 @@ async def list_payments(runtime: Runtime, bot_id: int) -> list[dict[str, Any]]:
             "amount_stars": row.amount_stars,
             "telegram_payment_charge_id": row.telegram_payment_charge_id,
             "status": row.status,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+async def list_problems(runtime: Runtime, bot_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    query = (
+        select(
+            bot_problems.c.kind,
+            bot_problems.c.detail,
+            managed_chats.c.chat_id,
+            bot_problems.c.created_at,
+        )
+        .select_from(bot_problems.outerjoin(managed_chats))
+        .where(bot_problems.c.bot_id == bot_id)
+        .order_by(bot_problems.c.id.desc())
+        .limit(limit)
+    )
+    async with runtime.reader().connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        {
+            "kind": row.kind,
+            "detail": row.detail,
+            "chat_id": row.chat_id,
             "created_at": row.created_at.isoformat(),
         }
         for row in rows

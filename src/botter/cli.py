@@ -17,11 +17,13 @@ chat_app = typer.Typer(no_args_is_help=True, help="Put channels and groups under
 plan_app = typer.Typer(no_args_is_help=True, help="Define what is sold.")
 subscriptions_app = typer.Typer(no_args_is_help=True, help="Who has access.")
 payments_app = typer.Typer(no_args_is_help=True, help="The payments ledger.")
+problems_app = typer.Typer(no_args_is_help=True, help="What a creator must fix.")
 app.add_typer(bot_app, name="bot")
 app.add_typer(chat_app, name="chat")
 app.add_typer(plan_app, name="plan")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(payments_app, name="payments")
+app.add_typer(problems_app, name="problems")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON value.")]
 T = TypeVar("T")
@@ -285,3 +287,14 @@ def payments_list(
     from botter import admin
 
     emit(with_runtime(lambda runtime: admin.list_payments(runtime, bot)), as_json)
+
+
+@problems_app.command("list")
+def problems_list(
+    bot: Annotated[int, typer.Option(help="The bot's id.")], as_json: JsonOption = False
+) -> None:
+    """What went wrong that only the creator can fix (missing rights, a revoked token,
+    payments that matched no order), newest first."""
+    from botter import admin
+
+    emit(with_runtime(lambda runtime: admin.list_problems(runtime, bot)), as_json)

@@ -59,6 +59,9 @@ def test_a_removal_without_rights_is_reported_to_the_creator_not_retried(shop: S
         what="the problem recorded for the creator",
     )
     assert "NotEnoughRights" in detail
+    listed = shop.stack.run(lambda runtime: admin.list_problems(runtime, shop.bot_id))
+    assert [problem["kind"] for problem in listed] == ["removal.failed"]
+    assert listed[0]["chat_id"] == shop.chat_id
     time.sleep(1.5)  # a retry would come after 1 s of backoff
     assert [call.get("error_code") for call in shop.calls("banChatMember")] == [400]
     assert shop.members()[stranger.user_id] == "member"
