@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(5.0, gt=0)
     # How often the leader asks Telegram about every bot's webhook (getWebhookInfo).
     bot_health_interval_s: float = Field(60.0, gt=0)
+    # How often the leader compares each bot's Star transactions with the ledger and
+    # settles any payment whose update was lost.
+    reconcile_interval_s: float = Field(600.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # json for log collectors, console for people; auto picks console on a terminal.
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import select, text
 
+from botter.billing import reconcile
 from botter.db.engine import libpq_url
 from botter.db.schema import bots
 from botter.jobs import housekeeping
@@ -109,6 +110,7 @@ class Worker:
     async def _while_leader(self, lock_conn: psycopg.AsyncConnection[object]) -> None:
         pollers: dict[int, asyncio.Task[None]] = {}
         next_chores = next_bot_check = 0.0
+        next_reconcile = time.monotonic() + self.runtime.settings.reconcile_interval_s
         try:
             while True:
                 await lock_conn.execute("SELECT 1")  # the lock lives as long as this connection
@@ -118,6 +120,9 @@ class Worker:
                     await self._chore("metrics", housekeeping.sample(self.runtime))
                     await self._chore("prune", housekeeping.prune(self.runtime.engine))
                     next_chores = time.monotonic() + CHORES_INTERVAL_S
+                if time.monotonic() >= next_reconcile:
+                    await self._chore("reconcile", reconcile.reconcile(self.runtime))
+                    next_reconcile = time.monotonic() + self.runtime.settings.reconcile_interval_s
                 if time.monotonic() >= next_bot_check:
                     await self._chore("bot_health", bot_health.check_bots(self.runtime))
                     next_bot_check = time.monotonic() + self.runtime.settings.bot_health_interval_s

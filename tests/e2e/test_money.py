@@ -6,8 +6,10 @@ from typing import Any
 
 import httpx
 import orjson
+from sqlalchemy import text
 
 from botter.billing.payload import order_payload
+from botter.billing.reconcile import reconcile_bot
 from botter.crypto import Keyring
 from botter.telegram import texts
 from tests.e2e.conftest import SECRET_KEY, Shop, Subscriber, eventually
@@ -254,3 +256,37 @@ def test_a_refund_takes_the_access_back_once(shop: Shop) -> None:
         chat=shop.managed_chat_id,
     )
     assert events == 1
+
+
+def test_p4_a_payment_whose_update_was_lost_is_found_and_settled(shop: Shop) -> None:
+    plan_id = shop.add_plan("Monthly", 5, period_s=30 * 86400)
+    sam = shop.subscriber()
+    paid = sam.buy(plan_id)
+    # As if the last commits were lost in a failover after Telegram got its 200: the
+    # ledger row and the grant are gone, Telegram still lists the transaction.
+    with shop.stack.db.begin() as conn:
+        order_id = conn.execute(
+            text("DELETE FROM payments WHERE bot_id = :bot RETURNING order_id"),
+            {"bot": shop.bot_id},
+        ).scalar_one()
+        conn.execute(text("UPDATE orders SET status = 'open' WHERE id = :id"), {"id": order_id})
+        conn.execute(
+            text("DELETE FROM access_grants WHERE managed_chat_id = :chat"),
+            {"chat": shop.managed_chat_id},
+        )
+    assert grant_expiry(shop, sam) is None
+
+    settled = shop.stack.run(lambda runtime: reconcile_bot(runtime, shop.bot_id, creator_of(shop)))
+    assert settled == 1
+    assert payment_statuses(shop) == ["completed"]
+    charge = shop.stack.scalar(
+        "SELECT telegram_payment_charge_id FROM payments WHERE bot_id = :bot", bot=shop.bot_id
+    )
+    assert charge == paid["telegram_payment_charge_id"]
+    assert grant_expiry(shop, sam) is not None
+    again = shop.stack.run(lambda runtime: reconcile_bot(runtime, shop.bot_id, creator_of(shop)))
+    assert again == 0  # settled once, whoever looks again
+
+
+def creator_of(shop: Shop) -> int:
+    return int(shop.stack.scalar("SELECT creator_id FROM bots WHERE id = :bot", bot=shop.bot_id))

@@ -22,7 +22,8 @@ from botter.access import service as access
 from botter.access.decisions import has_access, joined
 from botter.billing import service as billing
 from botter.billing.payload import order_id_of
-from botter.metrics import PAYMENTS, REVENUE_STARS
+from botter.billing.settle import settle_payment
+from botter.metrics import PAYMENTS
 from botter.runtime import button, keyboard
 from botter.telegram import texts
 from botter.telegram.context import UpdateContext
@@ -150,30 +151,16 @@ async def on_successful_payment(message: Message, ctx: UpdateContext) -> None:
     payment = message.successful_payment
     assert payment is not None
     assert message.from_user is not None
-    subscriber_id = await remember(ctx, message)
-    order_id = order_id_of(payment.invoice_payload, ctx.runtime.keyring)
-    order = await billing.order_of_bot(ctx.conn, ctx.bot_id, order_id) if order_id else None
-    recorded = await billing.record_payment(
+    settled = await settle_payment(
         ctx.conn,
+        ctx.runtime.keyring,
         creator_id=ctx.creator_id,
         bot_id=ctx.bot_id,
-        subscriber_id=subscriber_id,
-        order=order,
+        user=message.from_user.model_dump(exclude_none=True),
         successful_payment=payment.model_dump(exclude_none=True),
     )
-    if recorded is None:
+    if settled is None:
         logger.info("payment.duplicate bot_id=%s update_id=%s", ctx.bot_id, ctx.update_id)
-        return
-    PAYMENTS.labels("completed" if recorded.matches_order else "mismatch").inc()
-    if recorded.matches_order:
-        REVENUE_STARS.inc(payment.total_amount)
-    logger.info("payment.recorded bot_id=%s payment_id=%s order_id=%s", ctx.bot_id,
-                recorded.id, order_id)  # fmt: skip
-    if not recorded.matches_order or order is None:
-        await refund_unmatched(ctx, message.from_user.id, payment.telegram_payment_charge_id,
-                               recorded.id)  # fmt: skip
-        return
-    await access.grant_for_order(ctx.conn, order, message.from_user.id, recorded.id)
 
 
 @router.message(F.refunded_payment)
@@ -197,26 +184,6 @@ async def on_refunded_payment(message: Message, ctx: UpdateContext) -> None:
         await ctx.job(
             "enforce", {"managed_chat_id": chat.id, "user_id": user_id, "reason": "refunded"}
         )
-
-
-async def refund_unmatched(
-    ctx: UpdateContext, user_id: int, charge_id: str, payment_id: int
-) -> None:
-    """Money that matches no order goes back: granting it could give away the wrong plan."""
-    await access.report_problem(
-        ctx.conn, ctx.creator_id, ctx.bot_id, "payment.mismatch",
-        f"payment {payment_id} matched no order and is being refunded",
-    )  # fmt: skip
-    await ctx.job(
-        "refund",
-        {
-            "bot_id": ctx.bot_id,
-            "user_id": user_id,
-            "charge_id": charge_id,
-            "payment_id": payment_id,
-        },
-        priority=0,
-    )
 
 
 def presence(member: Any) -> str:
