@@ -3,11 +3,14 @@ bot token in any of it."""
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
+from structlog.contextvars import bound_contextvars
 
 from botter.logs import configure_logging
+from botter.web.app import request_id
 
 TOKEN = "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
 
@@ -77,3 +80,25 @@ def test_p9_a_token_never_reaches_the_output(
     secret = TOKEN.split(":")[1]
     assert secret not in output
     assert output.count("/bot7000000001:***/sendMessage") == 3
+
+
+def test_ids_bound_for_an_update_or_job_reach_every_line(
+    json_lines: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", "json")
+    with bound_contextvars(job_id=31, job_kind="send_message"):
+        logging.getLogger("botter.telegram").warning("telegram.call_failed method=sendMessage")
+    logging.getLogger("botter.telegram").warning("telegram.call_failed method=getMe")
+    inside, outside = read(capsys)
+    assert (inside["job_id"], inside["job_kind"]) == (31, "send_message")
+    assert "job_id" not in outside
+
+
+def test_a_request_id_comes_from_the_proxy_when_sane() -> None:
+    def scope(value: bytes) -> dict[str, object]:
+        return {"headers": [(b"x-request-id", value)]}
+
+    assert request_id(scope(b"nginx-4f2a9c")) == "nginx-4f2a9c"
+    made = request_id(scope(b"bad id\nwith a newline"))
+    assert re.fullmatch(r"[0-9a-f]{16}", made)
+    assert request_id({"headers": []}) != request_id({"headers": []})

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from structlog.contextvars import bound_contextvars
 
 from botter.db.schema import jobs
 from botter.errors import BotterError
@@ -178,7 +179,9 @@ class JobRunner(ConsumerPool):
             if row is None:
                 return False
             job = Job(row.id, row.kind, row.args, row.attempts + 1, row.creator_id)
-            await self._run(conn, job)
+            # Every line logged while the job runs carries its id and kind.
+            with bound_contextvars(job_id=job.id, job_kind=job.kind):
+                await self._run(conn, job)
         return True
 
     async def _run(self, conn: AsyncConnection, job: Job) -> None:

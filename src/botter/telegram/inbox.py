@@ -19,6 +19,7 @@ from aiogram.types import Update
 from pydantic import ValidationError
 from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from structlog.contextvars import bound_contextvars
 
 from botter.db.schema import update_inbox
 from botter.jobs.queue import ConsumerPool
@@ -105,7 +106,9 @@ class InboxConsumer(ConsumerPool):
             if found is None:
                 return False
             row = InboxRow(*found)
-            await self._process(conn, row)
+            # Every line logged while this update is handled carries its ids.
+            with bound_contextvars(bot_id=row.bot_id, update_id=row.update_id):
+                await self._process(conn, row)
         return True
 
     async def _process(self, conn: AsyncConnection, row: InboxRow) -> None:

@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -16,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import bound_contextvars
 
 from botter.config import Settings, SettingsError
 from botter.crypto import Keyring
@@ -35,6 +38,18 @@ CONNECT_TIMEOUT_S: Final = 5
 REDIS_TIMEOUT_S: Final = 1.0
 APPLICATION_NAME: Final = "botter-web"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(scope: Scope) -> str:
+    """The proxy's X-Request-ID when it is a sane token, else a new one; bound into every
+    log line of the request so a line can be traced to the proxy's access log."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id" and _REQUEST_ID.match(value):
+            return str(value.decode())
+    return uuid.uuid4().hex[:16]
 
 
 class RequestTimer:
@@ -57,7 +72,8 @@ class RequestTimer:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            with bound_contextvars(request_id=request_id(scope)):
+                await self.app(scope, receive, send_and_note)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"] if scope["method"] in _METHODS else "other"
@@ -93,7 +109,8 @@ class WebhookFastPath:
         scope["path_params"] = {"bot_id": path[len(WEBHOOK_PREFIX) :]}
         status = 500
         try:
-            response = await self.webhook.handle(Request(scope, receive))
+            with bound_contextvars(request_id=request_id(scope)):
+                response = await self.webhook.handle(Request(scope, receive))
             status = response.status_code
             await response(scope, receive, send)
         finally:
