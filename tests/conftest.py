@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import psycopg
@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 
 from botter.db.engine import libpq_url
 from botter.embedded import EmbeddedPostgres, EmbeddedRedis
+
+if TYPE_CHECKING:
+    from tests.sandbox.conftest import Telegram
 
 T = TypeVar("T")
 
@@ -90,6 +93,16 @@ def fresh_database(postgres_url: str, template: str | None = None) -> str:
     with psycopg.connect(libpq_url(postgres_url), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"{copy}')
     return database_url_of(postgres_url, name)
+
+
+@pytest.fixture
+def tg(sandbox_url: str) -> Iterator["Telegram"]:
+    """A client of the sandbox's Bot API and control API, for one test."""
+    from tests.sandbox.conftest import Telegram  # it imports this module
+
+    client = Telegram(sandbox_url)
+    yield client
+    client.http.close()
 
 
 @pytest.fixture(scope="session")

@@ -310,13 +310,6 @@ class Subscriber:
         return paid
 
 
-@pytest.fixture
-def tg(sandbox_url: str) -> Iterator[Telegram]:
-    client = Telegram(sandbox_url)
-    yield client
-    client.http.close()
-
-
 def open_shop(live: Stack, tg: Telegram, join_by: str = "invite_link") -> Shop:
     bot = tg.bot(unique("e2e") + "_bot")
     owner_id = tg.user("Olga")

@@ -52,6 +52,17 @@ def queued_jobs(shop: Shop, kind: str) -> int:
     )
 
 
+def wait_processed(shop: Shop, update_id: int) -> None:
+    eventually(
+        lambda: shop.stack.scalar(
+            "SELECT status = 'done' FROM update_inbox WHERE bot_id = :bot AND update_id = :id",
+            bot=shop.bot_id,
+            id=update_id,
+        ),
+        what=f"update {update_id} processed",
+    )
+
+
 def payment_statuses(shop: Shop) -> list[str]:
     rows = shop.stack.rows(
         "SELECT status FROM payments WHERE bot_id = :bot ORDER BY id", bot=shop.bot_id
@@ -97,14 +108,7 @@ def test_p3_the_same_payment_under_a_new_update_id_grants_once(shop: Shop) -> No
         f"/bots/{shop.bot_id}/redeliver", {"update_id": paid["update_id"], "new_update_id": True}
     )
     assert copy["update_id"] != paid["update_id"]
-    eventually(
-        lambda: shop.stack.scalar(
-            "SELECT status = 'done' FROM update_inbox WHERE bot_id = :bot AND update_id = :id",
-            bot=shop.bot_id,
-            id=copy["update_id"],
-        ),
-        what="the copy processed",
-    )
+    wait_processed(shop, copy["update_id"])
     assert payment_statuses(shop) == ["completed"]
     assert grant_expiry(shop, sam) == expiry
     assert len([call for call in shop.calls("createChatInviteLink") if call["ok"]]) == 1
@@ -246,10 +250,10 @@ def test_a_refund_takes_the_access_back_once(shop: Shop) -> None:
         " AND convert_from(body, 'UTF8') LIKE '%refunded_payment%'",
         bot=shop.bot_id,
     )
-    shop.tg.control(
+    copy = shop.tg.control(
         f"/bots/{shop.bot_id}/redeliver", {"update_id": refunded_update, "new_update_id": True}
     )
-    time.sleep(1)
+    wait_processed(shop, copy["update_id"])
     events = shop.stack.scalar(
         "SELECT count(*) FROM access_events WHERE kind = 'access.refunded'"
         " AND managed_chat_id = :chat",

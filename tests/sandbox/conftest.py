@@ -101,13 +101,6 @@ class World:
 
 
 @pytest.fixture
-def tg(sandbox_url: str) -> Iterator[Telegram]:
-    client = Telegram(sandbox_url)
-    yield client
-    client.http.close()
-
-
-@pytest.fixture
 def world(tg: Telegram) -> World:
     """A fresh bot, a subscriber who started it, and a channel the bot administers."""
     bot = tg.bot(unique("shop") + "_bot")

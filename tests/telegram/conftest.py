@@ -1,6 +1,6 @@
 """A sandbox world, a real Redis and a TelegramClient for the client layer's tests."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -40,13 +40,6 @@ class Scene:
         """Per call of the method, in order: its error code, or None when it succeeded."""
         calls = self.tg.look("/calls", bot_id=self.bot_id, method=method)
         return [call.get("error_code") for call in calls]
-
-
-@pytest.fixture
-def tg(sandbox_url: str) -> Iterator[Telegram]:
-    client = Telegram(sandbox_url)
-    yield client
-    client.http.close()
 
 
 @pytest.fixture
